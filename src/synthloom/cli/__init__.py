@@ -1,0 +1,72 @@
+"""The `synthloom` command line: a thin layer over the Python API.
+
+Every error a user can fix is one line on stderr and exit code 2; a run that fails exits 1;
+Ctrl-C exits 130 after saving what is done (run the same command again to resume).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from synthloom import __version__
+from synthloom.cli.qa import qa
+from synthloom.errors import SynthloomError
+from synthloom.settings import load_config
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="synthloom")
+@click.option(
+    "--config",
+    type=click.Path(path_type=Path),
+    help="YAML file with defaults for the model options (else $SYNTHLOOM_CONFIG or ./synthloom.yaml).",
+)
+@click.pass_context
+def cli(ctx: click.Context, config: Path | None) -> None:
+    """synthloom: generate, curate and export synthetic training data for language models."""
+    ctx.obj = {"config": load_config(config)}
+
+
+cli.add_command(qa)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="synthloom", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        cmd = exc.ctx.command_path if exc.ctx else "synthloom"
+        click.echo(f"{cmd}: error: {exc.format_message()} (see '{cmd} --help')", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        click.echo(f"synthloom: error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except (KeyboardInterrupt, click.Abort):
+        click.echo("synthloom: interrupted; run the same command again to resume", err=True)
+        sys.exit(130)
+    except SynthloomError as exc:
+        click.echo(f"synthloom: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except BaseExceptionGroup as group:
+        first = group.exceptions[0]
+        if isinstance(first, SynthloomError):
+            click.echo(f"synthloom: error: {first}", err=True)
+            sys.exit(first.exit_code)
+        _internal(first)
+    except Exception as exc:  # a bug: one line unless asked for the traceback
+        _internal(exc)
+
+
+def _internal(exc: BaseException) -> None:
+    if os.environ.get("SYNTHLOOM_DEBUG"):
+        raise exc
+    click.echo(
+        f"synthloom: internal error: {type(exc).__name__}: {exc} (set SYNTHLOOM_DEBUG=1 for the traceback)",
+        err=True,
+    )
+    sys.exit(1)

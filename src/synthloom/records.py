@@ -1,0 +1,113 @@
+"""Records: the unit of every dataset synthloom reads and writes.
+
+A record is `data` (the training example itself) plus where it came from: `origin`
+("synthetic" or "human"), `status`, and, for synthetic records, `provenance` naming the
+backend, model, prompt template (name and hash), sampling parameters, seed, parent records
+and the time the model answered. Ids are stable: the same inputs give the same id, so a
+resumed run recognises records it already wrote.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def stable_id(*parts: Any) -> str:
+    """A short, stable id from JSON-serialisable parts."""
+    blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Provenance:
+    backend: str
+    model: str
+    template: str
+    template_hash: str
+    params: dict[str, Any]
+    seed: int | None
+    parents: tuple[str, ...] = ()
+    created_at: float = 0.0
+    call_keys: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "model": self.model,
+            "template": self.template,
+            "template_hash": self.template_hash,
+            "params": self.params,
+            "seed": self.seed,
+            "parents": list(self.parents),
+            "created_at": self.created_at,
+            "call_keys": list(self.call_keys),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Provenance:
+        return cls(
+            backend=d["backend"],
+            model=d["model"],
+            template=d["template"],
+            template_hash=d["template_hash"],
+            params=dict(d.get("params") or {}),
+            seed=d.get("seed"),
+            parents=tuple(d.get("parents") or ()),
+            created_at=float(d.get("created_at") or 0.0),
+            call_keys=tuple(d.get("call_keys") or ()),
+        )
+
+
+@dataclass
+class Record:
+    """One example. `status` is "ok", or "flagged" (kept but needs a look; see `notes`)."""
+
+    id: str
+    task: str
+    data: dict[str, Any]
+    provenance: Provenance | None = None
+    origin: str = "synthetic"
+    status: str = "ok"
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "task": self.task,
+            "origin": self.origin,
+            "status": self.status,
+            "data": self.data,
+            "notes": self.notes,
+            "provenance": self.provenance.to_dict() if self.provenance else None,
+        }
+
+    def to_json(self) -> str:
+        # ensure_ascii keeps U+2028 and friends escaped, so no generated text can break a line
+        return json.dumps(self.to_dict(), ensure_ascii=True, separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Record:
+        prov = d.get("provenance")
+        return cls(
+            id=d["id"],
+            task=d["task"],
+            data=d["data"],
+            provenance=Provenance.from_dict(prov) if prov else None,
+            origin=d.get("origin", "synthetic"),
+            status=d.get("status", "ok"),
+            notes=d.get("notes") or {},
+        )
+
+
+def human_record(task: str, data: dict[str, Any], source: str, index: int) -> Record:
+    """A record made by people (seed tasks, labelled examples), with a stable id."""
+    return Record(
+        id=stable_id("human", source, index, data),
+        task=task,
+        data=data,
+        origin="human",
+        notes={"source": source, "line": index + 1},
+    )

@@ -1,0 +1,306 @@
+"""Running a task: engines, run directory, progress bar, summary, interrupt and resume."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from synthloom.errors import BackendFatal, RunFailed
+from synthloom.llm.base import Backend
+from synthloom.llm.cache import ResponseCache
+from synthloom.llm.engine import CallFailed, Engine, Sampling
+from synthloom.records import Record
+from synthloom.runs import RunDir
+from synthloom.settings import ModelSettings, cache_path
+from synthloom.tasks.base import Task, Unit
+
+T = TypeVar("T")
+console = Console(stderr=True)
+
+
+def make_backend(s: ModelSettings) -> Backend:
+    if s.backend == "embedded":
+        from synthloom.llm.embedded import EmbeddedBackend
+
+        return EmbeddedBackend(s.model, slots=s.slots)
+    from synthloom.llm.openai_http import OpenAIBackend
+
+    return OpenAIBackend(
+        s.base_url,
+        s.model or "default",
+        api_key_env=s.api_key_env,
+        max_connections=s.concurrency,
+    )
+
+
+def make_engine(s: ModelSettings, backend: Backend, cache: ResponseCache) -> Engine:
+    concurrency = s.slots if s.backend == "embedded" else s.concurrency
+    return Engine(
+        backend,
+        cache,
+        concurrency=concurrency,
+        seed=s.seed,
+        sampling=Sampling(s.temperature, s.top_p, s.max_tokens),
+        rpm=s.rpm,
+        tpm=s.tpm,
+        max_retries=s.max_retries,
+        timeout=s.timeout,
+    )
+
+
+@dataclass
+class RunContext:
+    engines: dict[str, Engine]
+    run: RunDir
+    progress: Progress | None
+    counters: Counter[str] = field(default_factory=Counter)
+    _bar: Any = None
+
+    @property
+    def engine(self) -> Engine:
+        return self.engines.get("default") or next(iter(self.engines.values()))
+
+    def emit(self, record: Record) -> None:
+        self.run.add(record)
+        self.counters[f"records_{record.status}"] += 1
+
+    def count(self, name: str, n: int = 1) -> None:
+        """Count something the summary should show (e.g. a filter's removals)."""
+        self.counters[name] += n
+
+    def set_total(self, total: int | None, description: str | None = None) -> None:
+        if self.progress is not None and self._bar is not None:
+            self.progress.update(self._bar, total=total, completed=0, description=description or "")
+
+    async def for_each(
+        self, units: Iterable[Unit], fn: Callable[[Unit], Awaitable[list[Record]]]
+    ) -> None:
+        """Run `fn` on every unit; records are written as each unit finishes."""
+
+        async def handle(unit: Unit) -> None:
+            for record in await fn(unit):
+                self.emit(record)
+
+        await self._run(units, handle)
+
+    async def gather(
+        self, units: list[Unit], fn: Callable[[Unit], Awaitable[T]]
+    ) -> list[T | None]:
+        """Run `fn` on every unit; results in unit order, None where the unit failed."""
+        results: list[T | None] = [None] * len(units)
+        index = {u.id: i for i, u in enumerate(units)}
+
+        async def handle(unit: Unit) -> None:
+            results[index[unit.id]] = await fn(unit)
+
+        await self._run(units, handle)
+        return results
+
+    async def _run(self, units: Iterable[Unit], handle: Callable[[Unit], Awaitable[None]]) -> None:
+        it = iter(units)
+        workers = max(e.limiter.maximum for e in self.engines.values()) * 2
+
+        async def worker() -> None:
+            for unit in it:
+                try:
+                    await handle(unit)
+                    self.counters["units_ok"] += 1
+                except CallFailed as exc:
+                    self.run.fail(unit.id, exc.cause, exc.detail)
+                    self.counters["units_failed"] += 1
+                if self.progress is not None and self._bar is not None:
+                    self.progress.advance(self._bar)
+
+        async with asyncio.TaskGroup() as group:
+            for _ in range(workers):
+                group.create_task(worker())
+
+
+@dataclass
+class Summary:
+    status: str
+    out: Path
+    units_ok: int
+    units_failed: int
+    records_new: int
+    records_present: int
+    failures: dict[str, int]
+    counters: dict[str, int]
+    calls: int
+    requests: int
+    cache_hits: int
+    retries: int
+    invalid_outputs: int
+    prompt_tokens: int
+    completion_tokens: int
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["out"] = str(self.out)
+        return d
+
+
+def run_task(
+    task: Task,
+    models: dict[str, ModelSettings] | ModelSettings,
+    out: Path,
+    *,
+    command: str | None = None,
+    show_progress: bool = True,
+    cache: Path | None = None,
+) -> Summary:
+    """Run `task` into the run directory `out`, resuming whatever an earlier run left there."""
+    if isinstance(models, ModelSettings):
+        models = {role: models for role in task.engine_roles()}
+    identity = {
+        "task": task.name,
+        "config": task.config(),
+        "models": {role: s.identity() for role, s in models.items()},
+    }
+    run = RunDir(out, command or task.name, identity)
+    backends = {role: make_backend(s) for role, s in models.items()}  # validates before any I/O
+    response_cache = ResponseCache(cache or cache_path())
+    try:
+        run.open(response_cache)
+    except BaseException:
+        response_cache.close()
+        raise
+    return asyncio.run(_execute(task, models, backends, response_cache, run, show_progress))
+
+
+async def _execute(
+    task: Task,
+    models: dict[str, ModelSettings],
+    backends: dict[str, Backend],
+    cache: ResponseCache,
+    run: RunDir,
+    show_progress: bool,
+) -> Summary:
+    started = time.monotonic()
+    engines: dict[str, Engine] = {}
+    progress = _progress() if show_progress else None
+    ctx = RunContext(engines, run, progress)
+    status = "failed"
+    try:
+        for role, backend in backends.items():
+            await backend.start()
+            preflight = getattr(backend, "preflight", None)
+            if preflight is not None:
+                await preflight()
+            engines[role] = make_engine(models[role], backend, cache)
+        if progress is not None:
+            progress.start()
+            ctx._bar = progress.add_task(task.name, total=task.total())
+        try:
+            await task.execute(ctx)
+        except* BackendFatal as group:
+            raise group.exceptions[0] from None
+        status = "complete"
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        status = "interrupted"
+        raise
+    finally:
+        if progress is not None:
+            progress.stop()
+        for backend in backends.values():
+            await backend.close()
+        summary = _summary(status, run, ctx, time.monotonic() - started)
+        run.close(status, summary.as_dict())
+        cache.close()
+        if show_progress:
+            print_summary(summary)
+        if status == "interrupted":
+            console.print(
+                f"[yellow]Interrupted.[/] {run.written + run.already_present} records are safe in"
+                f" {run.path}. Run the same command again to resume; finished calls are cached."
+            )
+    if summary.units_ok == 0 and summary.units_failed > 0:
+        raise RunFailed(
+            f"every unit failed ({_top(summary.failures)}); see {run.path / 'failures.jsonl'}"
+        )
+    return summary
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+        refresh_per_second=4,
+        disable=not sys.stderr.isatty(),
+    )
+
+
+def _summary(status: str, run: RunDir, ctx: RunContext, seconds: float) -> Summary:
+    failures: Counter[str] = Counter(f["cause"] for f in run.failures.values())
+    totals = Counter[str]()
+    calls = requests = hits = retries = invalid = pt = ct = 0
+    for e in ctx.engines.values():
+        s = e.stats
+        calls += s.calls
+        requests += s.requests
+        hits += s.cache_hits
+        retries += s.retries
+        invalid += s.invalid_outputs
+        pt += s.prompt_tokens
+        ct += s.completion_tokens
+        totals.update(s.failures)
+    counters = {k: v for k, v in ctx.counters.items() if k not in ("units_ok", "units_failed")}
+    return Summary(
+        status=status,
+        out=run.path,
+        units_ok=ctx.counters["units_ok"],
+        units_failed=ctx.counters["units_failed"],
+        records_new=run.written,
+        records_present=run.already_present,
+        failures=dict(failures),
+        counters=counters,
+        calls=calls,
+        requests=requests,
+        cache_hits=hits,
+        retries=retries,
+        invalid_outputs=invalid,
+        prompt_tokens=pt,
+        completion_tokens=ct,
+        seconds=round(seconds, 3),
+    )
+
+
+def print_summary(s: Summary) -> None:
+    table = Table(title=f"synthloom: {s.status}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("output", str(s.out))
+    table.add_row("units", f"{s.units_ok} ok, {s.units_failed} failed")
+    table.add_row("records", f"{s.records_new} new, {s.records_present} already there (resumed)")
+    if s.failures:
+        table.add_row("failures", _top(s.failures))
+    for name, value in sorted(s.counters.items()):
+        table.add_row(name.replace("_", " "), str(value))
+    rate = s.requests / s.seconds if s.seconds else 0.0
+    table.add_row(
+        "calls",
+        f"{s.calls} ({s.cache_hits} from cache), {s.requests} requests sent, {s.retries} retries,"
+        f" {s.invalid_outputs} unusable answers",
+    )
+    table.add_row("tokens", f"{s.prompt_tokens} prompt + {s.completion_tokens} completion")
+    table.add_row("time", f"{s.seconds:.1f}s, {rate:.1f} requests/s")
+    console.print(table)
+
+
+def _top(counter: dict[str, int]) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in sorted(counter.items(), key=lambda kv: -kv[1]))

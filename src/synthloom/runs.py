@@ -1,0 +1,161 @@
+"""Run directories: where a job's output lives and how it resumes.
+
+    <out>/records.jsonl   one record per line, appended as records finish
+    <out>/failures.jsonl  units that produced no record, each with its cause (rewritten at the end)
+    <out>/manifest.json   the job's config, status and counts (rewritten atomically)
+
+A rerun of the same job in the same directory resumes: records already in records.jsonl are
+not written again (ids are stable), and the calls behind them come from the response cache.
+A torn last line left by a killed process is cut off before appending.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from synthloom.errors import UserError
+from synthloom.llm.cache import ResponseCache
+from synthloom.records import Record
+
+RECORDS = "records.jsonl"
+FAILURES = "failures.jsonl"
+MANIFEST = "manifest.json"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a whole file through a temporary file and rename, so readers never see half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def identity_hash(identity: dict[str, Any]) -> str:
+    blob = json.dumps(identity, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+class RunDir:
+    def __init__(self, path: Path, command: str, identity: dict[str, Any]) -> None:
+        self.path = path
+        self.command = command
+        self.identity = identity
+        self.identity_hash = identity_hash(identity)
+        self.existing: set[str] = set()
+        self.written = 0
+        self.already_present = 0
+        self.failures: dict[str, dict[str, Any]] = {}
+        self.started = time.time()
+        self._file: IO[str] | None = None
+        self._cache: ResponseCache | None = None
+
+    def open(self, cache: ResponseCache) -> None:
+        """Check the directory belongs to this job, load what is done, open for appending."""
+        self._cache = cache
+        manifest = self.path / MANIFEST
+        if manifest.exists():
+            try:
+                old = json.loads(manifest.read_text(encoding="utf-8"))
+            except ValueError:
+                old = {}
+            if old.get("identity_hash") != self.identity_hash:
+                changed = _changed_keys(old.get("identity") or {}, self.identity)
+                raise UserError(
+                    f"{self.path} holds a different job (changed: {changed or 'config'});"
+                    " use another --out, or delete that directory to start over"
+                )
+        elif self.path.exists() and any(self.path.iterdir()):
+            raise UserError(f"{self.path} exists and is not a synthloom run directory; use another --out")
+        self.path.mkdir(parents=True, exist_ok=True)
+        records = self.path / RECORDS
+        if records.exists():
+            self.existing = _load_ids_and_repair(records)
+        self._file = open(records, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self.write_manifest("running", {})
+
+    def add(self, record: Record) -> bool:
+        """Append a record unless an earlier run already wrote it. Returns True if new."""
+        if record.id in self.existing:
+            self.already_present += 1
+            return False
+        self.existing.add(record.id)
+        self.written += 1
+        line = record.to_json() + "\n"
+        f = self._file
+        assert f is not None and self._cache is not None
+
+        def write() -> None:
+            f.write(line)
+            f.flush()
+
+        self._cache.submit(write)
+        return True
+
+    def fail(self, unit: str, cause: str, detail: str = "", **extra: Any) -> None:
+        self.failures[unit] = {"unit": unit, "cause": cause, "detail": detail, **extra}
+
+    def close(self, status: str, summary: dict[str, Any]) -> None:
+        if self._cache is not None:
+            self._cache.flush()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        lines = "".join(json.dumps(f, ensure_ascii=True) + "\n" for f in self.failures.values())
+        write_atomic(self.path / FAILURES, lines)
+        self.write_manifest(status, summary)
+
+    def write_manifest(self, status: str, summary: dict[str, Any]) -> None:
+        manifest = {
+            "command": self.command,
+            "status": status,
+            "identity_hash": self.identity_hash,
+            "identity": self.identity,
+            "started_at": self.started,
+            "updated_at": time.time(),
+            "summary": summary,
+        }
+        write_atomic(self.path / MANIFEST, json.dumps(manifest, indent=2, default=str) + "\n")
+
+
+def _load_ids_and_repair(path: Path) -> set[str]:
+    """Ids of complete records; a torn or corrupt tail (killed mid-write) is truncated."""
+    ids: set[str] = set()
+    good_end = 0
+    with open(path, "rb") as f:
+        for raw in f:
+            if not raw.endswith(b"\n"):
+                break
+            try:
+                ids.add(json.loads(raw)["id"])
+            except (ValueError, KeyError, TypeError):
+                break
+            good_end += len(raw)
+    if good_end < path.stat().st_size:
+        with open(path, "r+b") as f:
+            f.truncate(good_end)
+    return ids
+
+
+def _changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> str:
+    keys = sorted(set(old) | set(new))
+    changed = []
+    for k in keys:
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            sub = _changed_keys(a, b, f"{prefix}{k}.")
+            if sub:
+                changed.append(sub)
+        elif json.dumps(a, default=str) != json.dumps(b, default=str):
+            changed.append(f"{prefix}{k}")
+    return ", ".join(changed)

@@ -1,0 +1,101 @@
+"""Model and engine settings shared by the CLI, config files, recipes and the Python API."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from synthloom.errors import UserError
+
+
+class ModelSettings(BaseModel):
+    """Which model to call and how hard to push it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["embedded", "openai"] = "embedded"
+    base_url: str = "http://127.0.0.1:8000/v1"
+    model: str | None = Field(None, description="model name (openai) or GGUF path (embedded)")
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = Field(16, ge=1, le=4096)
+    seed: int | None = 0
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    max_tokens: int | None = Field(None, ge=1)
+    rpm: float | None = Field(None, gt=0, description="requests per minute limit")
+    tpm: float | None = Field(None, gt=0, description="tokens per minute limit")
+    timeout: float = Field(120.0, gt=0, description="seconds per call")
+    max_retries: int = Field(6, ge=0)
+    slots: int = Field(4, ge=1, le=64, description="embedded: parallel llama.cpp slots")
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that change answers (part of a run's identity)."""
+        return self.model_dump(
+            include={"backend", "base_url", "model", "seed", "temperature", "top_p", "max_tokens"}
+        )
+
+
+SETTING_NAMES = tuple(ModelSettings.model_fields)
+CONFIG_ENV = "SYNTHLOOM_CONFIG"
+DEFAULT_CONFIG = "synthloom.yaml"
+
+
+def cache_path() -> Path:
+    """Where the response cache lives: $SYNTHLOOM_CACHE, else ~/.cache/synthloom/cache.sqlite."""
+    env = os.environ.get("SYNTHLOOM_CACHE")
+    if env:
+        return Path(env)
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "synthloom" / "cache.sqlite"
+
+
+def load_yaml(path: Path) -> Any:
+    """Read a YAML file, turning every problem into a one-line UserError."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UserError(f"{path}{where}: invalid YAML: {problem}") from None
+
+
+def load_config(path: Path | None) -> dict[str, Any]:
+    """Defaults for model options from a YAML config file (explicit, $SYNTHLOOM_CONFIG,
+    or ./synthloom.yaml). Unknown keys are errors, so a typo never silently does nothing."""
+    if path is None:
+        env = os.environ.get(CONFIG_ENV)
+        if env:
+            path = Path(env)
+        elif Path(DEFAULT_CONFIG).is_file():
+            path = Path(DEFAULT_CONFIG)
+        else:
+            return {}
+    data = load_yaml(path) or {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping of option: value")
+    try:
+        ModelSettings.model_validate(data)
+    except ValidationError as exc:
+        raise UserError(f"{path}: {validation_message(exc)}") from None
+    return data
+
+
+def validation_message(exc: ValidationError) -> str:
+    """One line for the first pydantic error: `key.path: what is wrong`."""
+    err = exc.errors()[0]
+    loc = ".".join(str(x) for x in err.get("loc", ()))
+    msg = err.get("msg", "invalid value")
+    if err.get("type") == "extra_forbidden":
+        msg = "unknown key"
+    return f"{loc}: {msg}" if loc else msg

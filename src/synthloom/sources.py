@@ -1,0 +1,140 @@
+"""Reading user inputs: documents (txt/md), JSONL and CSV files, with one-line errors.
+
+Every error names the file (and line where there is one) and says how to fix it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from synthloom.errors import UserError
+
+DOC_SUFFIXES = (".txt", ".md", ".markdown")
+
+
+def read_text(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a directory, expected a file") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise UserError(
+            f"{path}:{line}: not UTF-8 text (bad byte at offset {exc.start}); convert it to UTF-8"
+        ) from None
+    if not text.strip():
+        raise UserError(f"{path}: file is empty")
+    return text
+
+
+def find_documents(path: Path) -> list[Path]:
+    """A .txt/.md file, or every such file under a directory (sorted)."""
+    if not path.exists():
+        raise UserError(f"{path}: no such file or directory")
+    if path.is_file():
+        return [path]
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in DOC_SUFFIXES)
+    if not files:
+        raise UserError(f"{path}: no .txt or .md files in this directory")
+    return files
+
+
+@dataclass(frozen=True)
+class Chunk:
+    file: str
+    index: int
+    start: int  # character offsets into the file's text
+    end: int
+    text: str
+
+
+def chunk_text(text: str, file: str, size: int = 1500, overlap: int = 200) -> list[Chunk]:
+    """Split on paragraph, then sentence, then word boundaries into chunks of about `size`
+    characters; each chunk starts `overlap` characters (at a word boundary) before the end of
+    the previous one, so a fact cut by a boundary is whole in one of them."""
+    if overlap >= size:
+        raise UserError(f"chunk overlap ({overlap}) must be smaller than chunk size ({size})")
+    chunks: list[Chunk] = []
+    n = len(text)
+    start = _skip_space(text, 0)
+    while start < n:
+        end = min(n, start + size)
+        if end < n:
+            end = _boundary(text, start + size // 2, end)
+        piece = text[start:end].strip()
+        if piece:
+            chunks.append(Chunk(file, len(chunks), start, end, piece))
+        if end >= n:
+            break
+        nxt = max(start + 1, end - overlap)
+        # move forward to the start of a word
+        while nxt < end and not text[nxt - 1].isspace():
+            nxt += 1
+        start = _skip_space(text, nxt if nxt < end else end)
+    return chunks
+
+
+def _skip_space(text: str, i: int) -> int:
+    while i < len(text) and text[i].isspace():
+        i += 1
+    return i
+
+
+def _boundary(text: str, lo: int, hi: int) -> int:
+    window = text[lo:hi]
+    for pattern in (r"\n\s*\n", r"[.!?][\"')\]]*\s", r"\s"):
+        matches = list(re.finditer(pattern, window))
+        if matches:
+            return lo + matches[-1].end()
+    return hi
+
+
+def load_documents(path: Path, size: int, overlap: int) -> list[Chunk]:
+    chunks: list[Chunk] = []
+    for file in find_documents(path):
+        chunks.extend(chunk_text(read_text(file), str(file), size, overlap))
+    return chunks
+
+
+def read_table(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Rows of a .jsonl or .csv file as (line number, row)."""
+    text = read_text(path)
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        for i, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as exc:
+                raise UserError(f"{path}:{i}: invalid JSON ({exc.msg}); one object per line") from None
+            if not isinstance(row, dict):
+                raise UserError(f"{path}:{i}: expected a JSON object per line")
+            yield i, row
+    elif suffix in (".csv", ".tsv"):
+        reader = csv.DictReader(text.splitlines(), delimiter="\t" if suffix == ".tsv" else ",")
+        for i, row in enumerate(reader, start=2):
+            yield i, dict(row)
+    else:
+        raise UserError(f"{path}: unsupported file type {suffix!r}; use .jsonl or .csv")
+
+
+def require_columns(path: Path, line: int, row: dict[str, Any], columns: list[str]) -> None:
+    for col in columns:
+        value = row.get(col)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            have = ", ".join(sorted(row)) or "none"
+            raise UserError(
+                f"{path}:{line}: missing or empty column {col!r} (columns here: {have});"
+                " choose the column with the matching option"
+            )

@@ -1,0 +1,125 @@
+"""Q&A pairs: from a topic (customer-service style) or grounded in document chunks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from synthloom import templates
+from synthloom.quality.dedup import normalize
+from synthloom.records import Record, stable_id
+from synthloom.runner import RunContext
+from synthloom.sources import Chunk, load_documents
+from synthloom.tasks.base import Task, Unit, provenance
+
+# Angles vary the prompt between samples so that n pairs cover the topic, not one question n times.
+ANGLES = (
+    "a first-time customer who is unsure of the basics",
+    "about deadlines or time limits",
+    "about costs, fees or refunds",
+    "from a frustrated customer after something went wrong",
+    "about an unusual edge case",
+    "about what documents or information are needed",
+    "about doing it online versus in person",
+    "from a customer buying a gift for someone else",
+    "about an international order",
+    "about what happens next after they take action",
+)
+FOCUS = ("a fact stated in it", "a reason or cause it gives", "a number, date or name in it", "")
+
+
+class QAPair(BaseModel):
+    question: str = Field(min_length=8, max_length=400)
+    answer: str = Field(min_length=8, max_length=1200)
+
+
+class QATask(Task):
+    name = "qa"
+
+    def __init__(
+        self,
+        topic: str | None = None,
+        n: int = 10,
+        docs: Path | None = None,
+        chunk_size: int = 1500,
+        chunk_overlap: int = 200,
+        max_tokens: int = 384,
+    ) -> None:
+        self.topic = topic
+        self.n = n
+        self.docs = docs
+        self.chunk_size = chunk_size
+        self.chunk_overlap = chunk_overlap
+        self.max_tokens = max_tokens
+        self.chunks: list[Chunk] = (
+            load_documents(docs, chunk_size, chunk_overlap) if docs is not None else []
+        )
+        self._seen: dict[str, str] = {}  # normalized question -> id of the first record
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "topic": self.topic,
+            "n": self.n,
+            "docs": str(self.docs) if self.docs else None,
+            "chunk_size": self.chunk_size,
+            "chunk_overlap": self.chunk_overlap,
+            "max_tokens": self.max_tokens,
+        }
+
+    def units(self) -> list[Unit]:
+        if self.docs is None:
+            return [Unit(f"topic:{i}", i) for i in range(self.n)]
+        return [
+            Unit(f"{c.file}#chunk{c.index}:{k}", (c, k)) for c in self.chunks for k in range(self.n)
+        ]
+
+    def total(self) -> int:
+        return len(self.chunks) * self.n if self.docs is not None else self.n
+
+    async def execute(self, ctx: RunContext) -> None:
+        await ctx.for_each(self.units(), lambda unit: self._pair(ctx, unit))
+
+    @staticmethod
+    def _check(pair: QAPair) -> None:
+        if normalize(pair.question) == normalize(pair.answer):
+            raise ValueError("question and answer are the same text")
+
+    async def _pair(self, ctx: RunContext, unit: Unit) -> list[Record]:
+        engine = ctx.engine
+        if self.docs is None:
+            i = unit.payload
+            template = templates.load("qa_topic")
+            messages = template.messages(topic=self.topic, angle=ANGLES[i % len(ANGLES)])
+            sample = i
+            extra: dict[str, Any] = {"topic": self.topic}
+        else:
+            chunk, k = unit.payload
+            template = templates.load("qa_document")
+            messages = template.messages(
+                source=Path(chunk.file).name, chunk=chunk.text, focus=FOCUS[k % len(FOCUS)]
+            )
+            sample = k
+            extra = {
+                "context": chunk.text,
+                "source": {"file": chunk.file, "chunk": chunk.index, "start": chunk.start, "end": chunk.end},
+            }
+        result = await engine.complete(
+            messages, schema=QAPair, validate=self._check, sample=sample, max_tokens=self.max_tokens
+        )
+        pair: QAPair = result.value
+        record = Record(
+            id=stable_id(self.name, unit.id, result.key),
+            task=self.name,
+            data={"question": pair.question.strip(), "answer": pair.answer.strip(), **extra},
+            provenance=provenance(engine, template, [result], max_tokens=self.max_tokens),
+        )
+        # An exact repeat of an earlier question is kept but flagged, never silently dropped;
+        # `synthloom dedup` removes them. (Rejecting it here would make resume order-dependent.)
+        first = self._seen.setdefault(normalize(pair.question), record.id)
+        if first != record.id:
+            record.status = "flagged"
+            record.notes["duplicate_of"] = first
+            ctx.count("duplicate_questions_flagged")
+        return [record]
