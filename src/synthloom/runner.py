@@ -93,9 +93,7 @@ class RunContext:
 
         await self._run(units, handle)
 
-    async def gather(
-        self, units: list[Unit], fn: Callable[[Unit], Awaitable[T]]
-    ) -> list[T | None]:
+    async def gather(self, units: list[Unit], fn: Callable[[Unit], Awaitable[T]]) -> list[T | None]:
         """Run `fn` on every unit; results in unit order, None where the unit failed."""
         results: list[T | None] = [None] * len(units)
         index = {u.id: i for i, u in enumerate(units)}

@@ -76,7 +76,9 @@ class RunDir:
                     " use another --out, or delete that directory to start over"
                 )
         elif self.path.exists() and any(self.path.iterdir()):
-            raise UserError(f"{self.path} exists and is not a synthloom run directory; use another --out")
+            raise UserError(
+                f"{self.path} exists and is not a synthloom run directory; use another --out"
+            )
         self.path.mkdir(parents=True, exist_ok=True)
         records = self.path / RECORDS
         if records.exists():
@@ -151,7 +153,7 @@ def _changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") ->
     keys = sorted(set(old) | set(new))
     changed = []
     for k in keys:
-        a, b = old.get(k), new.get(k)
+        a, b = old.get(k, "<absent>"), new.get(k, "<absent>")
         if isinstance(a, dict) and isinstance(b, dict):
             sub = _changed_keys(a, b, f"{prefix}{k}.")
             if sub:

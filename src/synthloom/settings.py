@@ -34,9 +34,10 @@ class ModelSettings(BaseModel):
 
     def identity(self) -> dict[str, Any]:
         """The settings that change answers (part of a run's identity)."""
-        return self.model_dump(
-            include={"backend", "base_url", "model", "seed", "temperature", "top_p", "max_tokens"}
-        )
+        keys = {"backend", "model", "seed", "temperature", "top_p", "max_tokens"}
+        if self.backend == "openai":
+            keys.add("base_url")
+        return self.model_dump(include=keys)
 
 
 SETTING_NAMES = tuple(ModelSettings.model_fields)

@@ -117,7 +117,9 @@ def read_table(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             try:
                 row = json.loads(line)
             except ValueError as exc:
-                raise UserError(f"{path}:{i}: invalid JSON ({exc.msg}); one object per line") from None
+                raise UserError(
+                    f"{path}:{i}: invalid JSON ({exc.msg}); one object per line"
+                ) from None
             if not isinstance(row, dict):
                 raise UserError(f"{path}:{i}: expected a JSON object per line")
             yield i, row
@@ -138,3 +140,33 @@ def require_columns(path: Path, line: int, row: dict[str, Any], columns: list[st
                 f"{path}:{line}: missing or empty column {col!r} (columns here: {have});"
                 " choose the column with the matching option"
             )
+
+
+@dataclass(frozen=True)
+class InputRow:
+    """One input row: its data, where it came from, and the record id if it is a synthloom record."""
+
+    path: Path
+    line: int
+    data: dict[str, Any]
+    record_id: str | None
+
+
+def read_inputs(path: Path, columns: list[str] | None = None) -> list[InputRow]:
+    """Rows of a .jsonl/.csv file, or of a synthloom run (`records.jsonl` or its directory).
+
+    synthloom records are unwrapped to their `data` and keep their id, so outputs can name
+    their parents. `columns` must be present and non-empty in every row."""
+    if path.is_dir():
+        path = path / "records.jsonl"
+    rows: list[InputRow] = []
+    for line, row in read_table(path):
+        record_id = None
+        if isinstance(row.get("data"), dict) and "id" in row and "task" in row:
+            record_id, row = str(row["id"]), row["data"]
+        if columns:
+            require_columns(path, line, row, columns)
+        rows.append(InputRow(path, line, row, record_id))
+    if not rows:
+        raise UserError(f"{path}: no rows")
+    return rows

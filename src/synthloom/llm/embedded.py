@@ -55,7 +55,12 @@ class EmbeddedBackend(Backend):
         self._pool: ThreadPoolExecutor | None = None
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": self.kind, "model": self.model, "path": str(self.path), "slots": self.slots}
+        return {
+            "backend": self.kind,
+            "model": self.model,
+            "path": str(self.path),
+            "slots": self.slots,
+        }
 
     async def start(self) -> None:
         try:

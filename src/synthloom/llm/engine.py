@@ -71,7 +71,11 @@ class Sampling:
     def merged(self, **task_defaults: Any) -> dict[str, Any]:
         """The task's sampling defaults, overridden by what the user set."""
         values = {k: v for k, v in task_defaults.items() if v is not None}
-        for k, v in (("temperature", self.temperature), ("top_p", self.top_p), ("max_tokens", self.max_tokens)):
+        for k, v in (
+            ("temperature", self.temperature),
+            ("top_p", self.top_p),
+            ("max_tokens", self.max_tokens),
+        ):
             if v is not None:
                 values[k] = v
         return values
@@ -242,7 +246,11 @@ class Engine:
 def _response_format(schema: type[BaseModel]) -> dict[str, Any]:
     return {
         "type": "json_schema",
-        "json_schema": {"name": schema.__name__, "schema": schema.model_json_schema(), "strict": True},
+        "json_schema": {
+            "name": schema.__name__,
+            "schema": schema.model_json_schema(),
+            "strict": True,
+        },
     }
 
 

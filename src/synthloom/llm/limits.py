@@ -51,7 +51,9 @@ class AdaptiveConcurrency:
                     self._waiters.remove(fut)
                 raise
 
-    def release(self, *, ok: bool, overload: bool = False, retry_after: float | None = None) -> None:
+    def release(
+        self, *, ok: bool, overload: bool = False, retry_after: float | None = None
+    ) -> None:
         self.in_flight -= 1
         if overload:
             now = time.monotonic()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from synthloom import templates
 from synthloom.quality.dedup import normalize
@@ -35,38 +35,44 @@ class QAPair(BaseModel):
     answer: str = Field(min_length=8, max_length=1200)
 
 
+class QAParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    topic: str | None = Field(
+        None, description='what the questions are about, e.g. "product returns"'
+    )
+    from_docs: Path | None = Field(None, description="a .txt/.md file or a directory of them")
+    n: int = Field(10, ge=1, description="pairs for the topic, or per document chunk")
+    chunk_size: int = Field(1500, ge=200)
+    chunk_overlap: int = Field(200, ge=0)
+    max_tokens: int = Field(384, ge=16)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> QAParams:
+        if bool(self.topic) == bool(self.from_docs):
+            raise ValueError("give exactly one of topic or from_docs")
+        return self
+
+
 class QATask(Task):
     name = "qa"
+    Params = QAParams
 
-    def __init__(
-        self,
-        topic: str | None = None,
-        n: int = 10,
-        docs: Path | None = None,
-        chunk_size: int = 1500,
-        chunk_overlap: int = 200,
-        max_tokens: int = 384,
-    ) -> None:
-        self.topic = topic
-        self.n = n
-        self.docs = docs
-        self.chunk_size = chunk_size
-        self.chunk_overlap = chunk_overlap
-        self.max_tokens = max_tokens
+    def __init__(self, params: QAParams) -> None:
+        self.params = params
+        self.topic = params.topic
+        self.n = params.n
+        self.docs = params.from_docs
+        self.max_tokens = params.max_tokens
         self.chunks: list[Chunk] = (
-            load_documents(docs, chunk_size, chunk_overlap) if docs is not None else []
+            load_documents(self.docs, params.chunk_size, params.chunk_overlap)
+            if self.docs is not None
+            else []
         )
         self._seen: dict[str, str] = {}  # normalized question -> id of the first record
 
     def config(self) -> dict[str, Any]:
-        return {
-            "topic": self.topic,
-            "n": self.n,
-            "docs": str(self.docs) if self.docs else None,
-            "chunk_size": self.chunk_size,
-            "chunk_overlap": self.chunk_overlap,
-            "max_tokens": self.max_tokens,
-        }
+        return self.params.model_dump(mode="json")
 
     def units(self) -> list[Unit]:
         if self.docs is None:
@@ -103,7 +109,12 @@ class QATask(Task):
             sample = k
             extra = {
                 "context": chunk.text,
-                "source": {"file": chunk.file, "chunk": chunk.index, "start": chunk.start, "end": chunk.end},
+                "source": {
+                    "file": chunk.file,
+                    "chunk": chunk.index,
+                    "start": chunk.start,
+                    "end": chunk.end,
+                },
             }
         result = await engine.complete(
             messages, schema=QAPair, validate=self._check, sample=sample, max_tokens=self.max_tokens
