@@ -1,0 +1,3 @@
+from synthloom.cli import main
+
+main()
