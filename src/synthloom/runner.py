@@ -38,7 +38,8 @@ def make_backend(s: ModelSettings) -> Backend:
     return OpenAIBackend(
         s.base_url,
         s.model or "default",
-        api_key_env=s.api_key_env,
+        api_key_env=s.api_key_env or "OPENAI_API_KEY",
+        api_key_required=s.api_key_env is not None,
         max_connections=s.concurrency,
     )
 
@@ -55,6 +56,7 @@ def make_engine(s: ModelSettings, backend: Backend, cache: ResponseCache) -> Eng
         tpm=s.tpm,
         max_retries=s.max_retries,
         timeout=s.timeout,
+        backoff_base=s.retry_backoff,
     )
 
 
@@ -168,35 +170,46 @@ def run_task(
     }
     run = RunDir(out, command or task.name, identity)
     backends = {role: make_backend(s) for role, s in models.items()}  # validates before any I/O
-    response_cache = ResponseCache(cache or cache_path())
+    return asyncio.run(_execute(task, models, backends, cache or cache_path(), run, show_progress))
+
+
+async def _start(backends: dict[str, Backend]) -> None:
+    """Load models and check endpoints before anything is written."""
     try:
-        run.open(response_cache)
+        for backend in backends.values():
+            await backend.start()
+            preflight = getattr(backend, "preflight", None)
+            if preflight is not None:
+                await preflight()
     except BaseException:
-        response_cache.close()
+        for backend in backends.values():
+            await backend.close()
         raise
-    return asyncio.run(_execute(task, models, backends, response_cache, run, show_progress))
 
 
 async def _execute(
     task: Task,
     models: dict[str, ModelSettings],
     backends: dict[str, Backend],
-    cache: ResponseCache,
+    cache_file: Path,
     run: RunDir,
     show_progress: bool,
 ) -> Summary:
+    await _start(backends)
+    cache = ResponseCache(cache_file)
+    try:
+        run.open(cache)
+    except BaseException:
+        cache.close()
+        for backend in backends.values():
+            await backend.close()
+        raise
     started = time.monotonic()
-    engines: dict[str, Engine] = {}
+    engines = {role: make_engine(models[role], b, cache) for role, b in backends.items()}
     progress = _progress() if show_progress else None
     ctx = RunContext(engines, run, progress)
     status = "failed"
     try:
-        for role, backend in backends.items():
-            await backend.start()
-            preflight = getattr(backend, "preflight", None)
-            if preflight is not None:
-                await preflight()
-            engines[role] = make_engine(models[role], backend, cache)
         if progress is not None:
             progress.start()
             ctx._bar = progress.add_task(task.name, total=task.total())

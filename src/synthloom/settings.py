@@ -20,7 +20,9 @@ class ModelSettings(BaseModel):
     backend: Literal["embedded", "openai"] = "embedded"
     base_url: str = "http://127.0.0.1:8000/v1"
     model: str | None = Field(None, description="model name (openai) or GGUF path (embedded)")
-    api_key_env: str = "OPENAI_API_KEY"
+    api_key_env: str | None = Field(
+        None, description="env var with the API key; if named it must be set (default: OPENAI_API_KEY if set)"
+    )
     concurrency: int = Field(16, ge=1, le=4096)
     seed: int | None = 0
     temperature: float | None = Field(None, ge=0, le=2)
@@ -30,6 +32,7 @@ class ModelSettings(BaseModel):
     tpm: float | None = Field(None, gt=0, description="tokens per minute limit")
     timeout: float = Field(120.0, gt=0, description="seconds per call")
     max_retries: int = Field(6, ge=0)
+    retry_backoff: float = Field(0.5, gt=0, description="seconds before the first retry; doubles")
     slots: int = Field(4, ge=1, le=64, description="embedded: parallel llama.cpp slots")
 
     def identity(self) -> dict[str, Any]:

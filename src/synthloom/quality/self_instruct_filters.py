@@ -1,0 +1,340 @@
+"""Self-Instruct (Wang et al. 2022) heuristic filters and response parsers, model-free.
+
+Each rule returns its name (the reason an item is dropped) or None (keep). Rule names are
+the keys of `FilterCounter.removed`.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from synthloom.quality.rouge import SELF_INSTRUCT_THRESHOLD, NoveltyIndex
+
+T = TypeVar("T")
+
+# Instruction rules, in the order SelfInstructFilter applies them.
+TOO_SHORT = "too_short"
+TOO_LONG = "too_long"
+BLOCKED_WORD = "blocked_word"
+WRITE_A_PROGRAM = "write_a_program"
+STARTS_WITH_PUNCTUATION = "starts_with_punctuation"
+NON_ASCII = "non_ascii"
+TOO_SIMILAR = "too_similar"
+
+# Instance rules.
+CUT_OFF = "cut_off"
+EMPTY_OUTPUT = "empty_output"
+INPUT_EQUALS_OUTPUT = "input_equals_output"
+OVER_INSTANCE_LIMIT = "over_instance_limit"
+
+MIN_WORDS = 3  # an instruction needs more than this many words
+MAX_WORDS = 150
+MAX_INSTANCES = 5
+
+BLOCKED_WORDS = (
+    "image", "images", "graph", "graphs", "picture", "pictures", "file", "files",
+    "map", "maps", "draw", "plot", "go to",
+)  # fmt: skip
+_BLOCKED = re.compile(
+    r"\b(?:" + "|".join(w.replace(" ", r"\s+") for w in BLOCKED_WORDS) + r")\b", re.IGNORECASE
+)
+
+
+@dataclass
+class FilterCounter:
+    """Tally of kept items and of removed items per rule."""
+
+    kept: int = 0
+    removed: Counter[str] = field(default_factory=Counter)
+
+    def record(self, reason: str | None, n: int = 1) -> bool:
+        """Count `n` items as kept (reason None) or removed by `reason`; True if kept."""
+        if reason is None:
+            self.kept += n
+            return True
+        if n:
+            self.removed[reason] += n
+        return False
+
+    def as_dict(self) -> dict[str, int]:
+        """{"kept": n, rule: n, ...}"""
+        return {"kept": self.kept, **self.removed}
+
+
+def normalize_whitespace(text: str) -> str:
+    """Collapse runs of whitespace to one space and strip."""
+    return " ".join(text.split())
+
+
+# --- instruction rules ------------------------------------------------------------------
+
+
+def check_length(instruction: str) -> str | None:
+    """Drop instructions of <= 3 or > 150 whitespace-separated words."""
+    n = len(instruction.split())
+    if n <= MIN_WORDS:
+        return TOO_SHORT
+    if n > MAX_WORDS:
+        return TOO_LONG
+    return None
+
+
+def check_blocked_words(instruction: str) -> str | None:
+    """Drop instructions naming things a text model cannot do (whole words, any case)."""
+    return BLOCKED_WORD if _BLOCKED.search(instruction) else None
+
+
+def check_write_a_program(instruction: str) -> str | None:
+    """Drop instructions starting with "Write a program" (any case)."""
+    return WRITE_A_PROGRAM if instruction.lstrip().lower().startswith("write a program") else None
+
+
+def check_starts_with_punctuation(instruction: str) -> str | None:
+    """Drop instructions whose first character is ASCII punctuation."""
+    text = instruction.lstrip()
+    return STARTS_WITH_PUNCTUATION if text and text[0] in string.punctuation else None
+
+
+def check_non_ascii(instruction: str) -> str | None:
+    """Drop instructions containing any non-ASCII character."""
+    # The original code checks only the first character (`inst[0].isascii()`); we follow
+    # DESIGN.md's wording, "with a non-ASCII character", and reject any non-ASCII character.
+    # Note this also rejects typographic quotes and dashes (’ “ —).
+    return None if instruction.isascii() else NON_ASCII
+
+
+def check_similarity(
+    instruction: str, index: NoveltyIndex, threshold: float = SELF_INSTRUCT_THRESHOLD
+) -> str | None:
+    """Drop an instruction whose ROUGE-L F1 with any text in `index` is above `threshold`."""
+    return TOO_SIMILAR if index.max_similarity(instruction)[0] > threshold else None
+
+
+INSTRUCTION_RULES = (
+    check_length,
+    check_blocked_words,
+    check_write_a_program,
+    check_starts_with_punctuation,
+    check_non_ascii,
+)
+"""The text-only instruction rules, in order; the similarity rule runs after them."""
+
+
+def check_instruction(
+    instruction: str,
+    index: NoveltyIndex | None = None,
+    threshold: float = SELF_INSTRUCT_THRESHOLD,
+) -> str | None:
+    """First failing instruction rule, or None. Similarity is checked only if `index` is given."""
+    for rule in INSTRUCTION_RULES:
+        if reason := rule(instruction):
+            return reason
+    return None if index is None else check_similarity(instruction, index, threshold)
+
+
+class SelfInstructFilter:
+    """Applies the instruction rules to a stream of candidates and tallies removals.
+
+    Kept candidates join the novelty index, so each candidate is compared with the seeds
+    (see `add_existing`) and every candidate kept before it.
+    """
+
+    def __init__(self, threshold: float = SELF_INSTRUCT_THRESHOLD) -> None:
+        self.threshold = threshold
+        self.index = NoveltyIndex()
+        self.counter = FilterCounter()
+        self.kept: list[str] = []
+
+    @property
+    def removed(self) -> dict[str, int]:
+        """Removed candidates per rule."""
+        return dict(self.counter.removed)
+
+    def add_existing(self, instructions: Iterable[str]) -> None:
+        """Register earlier instructions (seeds, earlier rounds) for the similarity rule."""
+        self.index.extend(instructions)
+
+    def offer(self, instruction: str) -> str | None:
+        """Check one candidate (whitespace-normalized); keep it if it passes. Returns the reason."""
+        text = normalize_whitespace(instruction)
+        reason = check_instruction(text, self.index, self.threshold)
+        if self.counter.record(reason):
+            self.kept.append(text)
+            self.index.add(text)
+        return reason
+
+    def filter(self, candidates: Iterable[str]) -> list[str]:
+        """Offer candidates in order; return the ones kept (normalized) by this call."""
+        start = len(self.kept)
+        for candidate in candidates:
+            self.offer(candidate)
+        return self.kept[start:]
+
+
+# --- instance rules ---------------------------------------------------------------------
+
+
+def check_instance(
+    input_text: str, output_text: str, finish_reason: str | None = None
+) -> str | None:
+    """First failing instance rule, or None.
+
+    Pass `finish_reason` only for the last instance parsed from a response: it is the one
+    the length limit may have cut off.
+    """
+    if finish_reason == "length":
+        return CUT_OFF
+    if not output_text.strip():
+        return EMPTY_OUTPUT
+    if input_text.strip() == output_text.strip():
+        return INPUT_EQUALS_OUTPUT
+    return None
+
+
+def cap_instances(instances: Sequence[T], limit: int = MAX_INSTANCES) -> tuple[list[T], int]:
+    """Keep the first `limit` instances; return them and how many were cut."""
+    return list(instances[:limit]), max(0, len(instances) - limit)
+
+
+def filter_instances(
+    instances: Sequence[tuple[str, str]],
+    finish_reason: str | None = None,
+    limit: int = MAX_INSTANCES,
+    counter: FilterCounter | None = None,
+) -> list[tuple[str, str]]:
+    """Apply the instance rules to one response's (input, output) pairs, then the cap.
+
+    `finish_reason` is the response's; "length" drops the last instance as cut off.
+    """
+    counter = counter if counter is not None else FilterCounter()
+    passed = []
+    for i, (inp, out) in enumerate(instances):
+        last = i == len(instances) - 1
+        reason = check_instance(inp, out, finish_reason if last else None)
+        if reason is None:
+            passed.append((inp, out))
+        else:
+            counter.record(reason)
+    kept, cut = cap_instances(passed, limit)
+    counter.record(OVER_INSTANCE_LIMIT, cut)
+    counter.record(None, len(kept))
+    return kept
+
+
+# --- classification vs generation -------------------------------------------------------
+
+_CLASSIFICATION_CUES = re.compile(
+    r"\b(?:classify|classification|categori[sz]e|categor(?:y|ies)|sentiment"
+    r"|(?:tell|decide|determine|detect|identify|judge|check|predict)(?: me)? (?:if|whether)"
+    r"|yes or no|true or false|or not|multiple[- ]choice|one of the following|candidates"
+    r'|(?:output|answer|respond with|reply with) "?[\w-]+"? or "?[\w-]+"?)\b',
+    re.IGNORECASE,
+)
+
+
+def is_classification(instruction: str, declared: bool | None = None) -> bool:
+    """Whether a task is classification (generate the label first, then the input).
+
+    A declared answer (seed metadata, or a model's yes/no) wins. Otherwise a keyword
+    heuristic stands in for Self-Instruct's model-based check.
+    """
+    if declared is not None:
+        return declared
+    return bool(_CLASSIFICATION_CUES.search(instruction))
+
+
+# --- parsing model outputs --------------------------------------------------------------
+
+# "9. ", "9) ", "Task 9: ", "Instruction 9: ", optionally followed by "Instruction:" (or the
+# Alpaca "Input:"/"Output:" fields, whose items are dropped).
+_ITEM = re.compile(
+    r"^[ \t]*(?:(?:task|instruction)[ \t]*)?\d+[ \t]*[.:)](?=\s|$)[ \t]*"
+    r"(?:(instruction|input|output)[ \t]*:)?",
+    re.IGNORECASE | re.MULTILINE,
+)
+_SEPARATOR = re.compile(r"^[ \t]*#{3,}[ \t]*$", re.MULTILINE)
+
+
+def parse_instruction_list(text: str, cut_off: bool = False) -> list[str]:
+    """Instructions from a numbered list, numbering removed and whitespace collapsed.
+
+    Accepts "9. ...", "Task 9: ...", "9. Instruction: ..." (Alpaca's "9. Input:"/"9. Output:"
+    items are skipped, "###" lines ignored). Unnumbered text before the first number is the
+    first instruction (the prompt ends with "9." and the model continues), unless it ends
+    with ":" like a preamble. `cut_off=True` (finish_reason "length") drops the last item.
+    """
+    text = _SEPARATOR.sub("", text)
+    matches = list(_ITEM.finditer(text))
+    head = normalize_whitespace(text[: matches[0].start()] if matches else text)
+    items = [head] if head and not head.endswith(":") else []
+    for i, match in enumerate(matches):
+        end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
+        label = (match.group(1) or "instruction").lower()
+        body = normalize_whitespace(text[match.end() : end])
+        if label == "instruction" and body:
+            items.append(body)
+    return items[:-1] if cut_off else items
+
+
+_EXAMPLE_HEADER = re.compile(r"^[ \t]*Example[ \t]*\d*[ \t]*[.:]?[ \t]*$", re.I | re.M)
+_INPUT_LABEL = re.compile(r"^[ \t]*Input[ \t]*\d*[ \t]*:", re.I | re.M)
+_OUTPUT_LABEL = re.compile(r"^[ \t]*Output[ \t]*\d*[ \t]*:", re.I | re.M)
+_CLASS_LABEL = re.compile(r"^[ \t]*Class[ \t]+label[ \t]*\d*[ \t]*:", re.I | re.M)
+_LEADING_INPUT_LABEL = re.compile(r"\AInput[ \t]*\d*[ \t]*:", re.I)
+
+
+def parse_instances(text: str, output_first: bool) -> list[tuple[str, str]]:
+    """(input, output) pairs from an instance-generation response.
+
+    Input-first: blocks of "Input: ...\\nOutput: ..." ("Example N" header lines between
+    them are optional); text before "Output:" counts as input even without an "Input:"
+    label (e.g. "Paragraph: ..."), and an output with no input gives input "".
+    Output-first (classification): "Class label: X" followed by the input on the next
+    lines; the output is the label. Labels are matched only at the start of a line.
+    """
+    pairs: list[tuple[str, str]] = []
+    for block in _EXAMPLE_HEADER.split(text):
+        parse = _parse_label_first if output_first else _parse_input_first
+        pairs.extend(parse(block))
+    return pairs
+
+
+def _strip_input_label(text: str) -> str:
+    return _LEADING_INPUT_LABEL.sub("", text.strip()).strip()
+
+
+def _parse_label_first(block: str) -> list[tuple[str, str]]:
+    chunks = _CLASS_LABEL.split(block)[1:]  # text before the first label is not an instance
+    pairs = []
+    for chunk in chunks:
+        label, _, rest = chunk.strip().partition("\n")
+        pairs.append((_strip_input_label(rest), label.strip()))
+    return pairs
+
+
+def _parse_input_first(block: str) -> list[tuple[str, str]]:
+    markers = sorted(
+        [(m.start(), m.end(), "input") for m in _INPUT_LABEL.finditer(block)]
+        + [(m.start(), m.end(), "output") for m in _OUTPUT_LABEL.finditer(block)]
+    )
+    pairs = []
+    input_start: int | None = 0  # unlabeled text at the block start is input
+    input_text = ""
+    output_start: int | None = None
+    for start, end, kind in markers:
+        if output_start is not None:  # the open output ends here
+            pairs.append((input_text, block[output_start:start].strip()))
+            output_start = None
+        if kind == "input":
+            input_start = end
+        else:
+            input_text = block[input_start:start].strip() if input_start is not None else ""
+            input_start, output_start = None, end
+    if output_start is not None:
+        pairs.append((input_text, block[output_start:].strip()))
+    return pairs

@@ -1,0 +1,422 @@
+"""A local OpenAI-compatible stub server for exercising HTTP clients under failure.
+
+Deterministic answers (JSON-schema output included), optional API key, latency, injected faults
+(429/500/503, slow, malformed JSON, permanent per-body failures) and counters (``GET /stats``).
+In tests: ``with StubServer(faults=Faults(rate=0.3)) as s: ... s.base_url ... s.stats``.
+Benchmarks: ``python -m synthloom.testing.stub_server --port 0 ...`` or ``start_stub_process``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import functools
+import hashlib
+import json
+import math
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+FAULT_KINDS = ("429", "500", "503", "slow", "malformed")
+Responder = Callable[[dict[str, Any]], str | None]
+_MALFORMED = b'{"id": "x", "choices": ['
+_ERRORS: dict[str, tuple[int, str, str, str | None]] = {
+    "400": (400, "Invalid chat completion request (stub)", "invalid_request_error", None),
+    "401": (401, "Incorrect API key provided", "invalid_request_error", "invalid_api_key"),
+    "429": (429, "Rate limit reached (stub)", "requests", "rate_limit_exceeded"),
+    "500": (500, "The server had an error processing your request (stub)", "server_error", None),
+    "503": (503, "The engine is currently overloaded (stub)", "server_error", None),
+}
+_FORMATS = {"date-time": "2024-01-01T00:00:00Z", "date": "2024-01-01", "email": "a@example.com"}
+_MODELS = {"object": "list", "data": [{"id": "stub-model", "object": "model"}]}
+_WORDS = "amber basil cedar delta ember fjord gamma harbor indigo juniper kelp lumen".split()
+
+
+@dataclass
+class Faults:
+    """Fault injection settings; ``rate`` and ``permanent`` are fractions in [0, 1]."""
+
+    rate: float = 0.0
+    kinds: tuple[str, ...] = ("429", "500")
+    retry_after: float | None = 1.0  # Retry-After header on 429/503; None = no header
+    slow_seconds: float = 30.0  # should exceed the client's timeout
+    permanent: float = 0.0  # fraction of distinct bodies that always fail
+
+    def __post_init__(self) -> None:
+        self.kinds = tuple(self.kinds)
+        unknown = set(self.kinds) - set(FAULT_KINDS)
+        if unknown or not self.kinds:
+            raise ValueError(f"fault kinds must be a non-empty subset of {FAULT_KINDS}")
+
+
+@dataclass
+class Stats:
+    requests: int = 0  # chat-completion requests received (authorized or not)
+    completed: int = 0  # valid 200 responses fully sent
+    aborted: int = 0  # client went away before the response was sent
+    unauthorized: int = 0
+    faults: Counter[str] = field(default_factory=Counter)
+    request_hashes: Counter[str] = field(default_factory=Counter)
+    completed_hashes: Counter[str] = field(default_factory=Counter)
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: dict(v) if isinstance(v, Counter) else v for k, v in vars(self).items()}
+
+
+def body_hash(body: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of a request body (what the stats are keyed by)."""
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def _words(text: Any) -> list[str]:
+    if isinstance(text, list):  # content parts
+        text = " ".join(p.get("text", "") for p in text if isinstance(p, dict))
+    return str(text or "").split()
+
+
+class _SchemaFaker:
+    """Builds a deterministic instance of a JSON schema (the subset pydantic emits)."""
+
+    def __init__(self, root: dict[str, Any], digest: str) -> None:
+        self.root, self.tag, self.rng = root, digest[:8], random.Random(digest)
+
+    def make(self, s: dict[str, Any], name: str = "value", depth: int = 0) -> Any:
+        if "$ref" in s:
+            return self.make(self._resolve(s["$ref"]), name, depth + 1)
+        if "const" in s:
+            return s["const"]
+        if "enum" in s:
+            return self.rng.choice(s["enum"])
+        for key in ("anyOf", "oneOf", "allOf"):
+            if key in s:
+                options = [o for o in s[key] if o.get("type") != "null"]
+                if not options or (depth > 8 and len(options) < len(s[key])):
+                    return None
+                return self.make(options[0], name, depth)
+        kind = s.get("type", "object" if "properties" in s else "string")
+        if isinstance(kind, list):
+            kind = next((k for k in kind if k != "null"), "null")
+        if kind == "object":
+            props = s.get("properties", {})
+            return {k: self.make(v, k, depth + 1) for k, v in props.items()}
+        if kind == "array":
+            return self._array(s, name, depth)
+        if kind in ("integer", "number"):
+            return self._number(s, kind == "integer")
+        if kind == "boolean":
+            return self.rng.random() < 0.5
+        if kind == "null":
+            return None
+        return self._string(s, name)
+
+    def _resolve(self, ref: str) -> dict[str, Any]:
+        return functools.reduce(lambda node, key: node[key], ref[2:].split("/"), self.root)
+
+    def _array(self, s: dict[str, Any], name: str, depth: int) -> list[Any]:
+        prefix = s.get("prefixItems", [])
+        lo = s.get("minItems", 0)
+        n = lo if depth > 8 else max(lo, len(prefix), 1 + self.rng.randrange(2))
+        n = min(n, s.get("maxItems", n))
+        items = s.get("items") or {}
+        return [
+            self.make(prefix[i] if i < len(prefix) else items, name, depth + 1) for i in range(n)
+        ]
+
+    def _number(self, s: dict[str, Any], integer: bool) -> int | float:
+        step = 1 if integer else 1e-6
+        lo = s.get("minimum", s.get("exclusiveMinimum", None))
+        hi = s.get("maximum", s.get("exclusiveMaximum", None))
+        lo = None if lo is None else lo + (step if "minimum" not in s else 0)
+        hi = None if hi is None else hi - (step if "maximum" not in s else 0)
+        lo = lo if lo is not None else (hi - 100 if hi is not None else 0)
+        hi = hi if hi is not None else lo + 100
+        if integer:
+            return self.rng.randint(math.ceil(lo), math.floor(hi))
+        return lo + (hi - lo) * self.rng.random()
+
+    def _string(self, s: dict[str, Any], name: str) -> str:
+        if s.get("format") in _FORMATS:
+            return _FORMATS[s["format"]]
+        text = f"stub {self.tag} {name} " + " ".join(self.rng.choices(_WORDS, k=3))
+        while len(text) < s.get("minLength", 0):
+            text += " " + self.rng.choice(_WORDS)
+        return text[: s.get("maxLength", len(text))]
+
+
+def make_content(body: dict[str, Any], digest: str) -> str:
+    """The default deterministic answer for a chat request."""
+    fmt = body.get("response_format") or {}
+    if fmt.get("type") == "json_schema":
+        schema = (fmt.get("json_schema") or {}).get("schema") or {"type": "object"}
+        return json.dumps(_SchemaFaker(schema, digest).make(schema))
+    user = [m for m in body.get("messages", []) if m.get("role") == "user"]
+    words = _words(user[-1].get("content")) if user else []
+    text = f"Stub answer {digest[:8]}: " + " ".join(words[:8] or ["ok"])
+    return json.dumps({"text": text}) if fmt.get("type") == "json_object" else text
+
+
+def _error(kind: str, retry_after: float | None = None) -> web.Response:
+    status, message, etype, code = _ERRORS[kind]
+    headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else None
+    err = {"message": message, "type": etype, "param": None, "code": code}
+    return web.json_response({"error": err}, status=status, headers=headers)
+
+
+class StubServer:
+    """OpenAI-compatible stub; a context manager that serves from a background thread."""
+
+    def __init__(
+        self,
+        *,
+        latency: float = 0.0,
+        faults: Faults | None = None,
+        api_key: str | None = None,
+        responder: Responder | None = None,
+        seed: int = 0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.latency, self.faults, self.api_key = latency, faults, api_key
+        self.responder = responder
+        self.host, self.port, self.base_url = host, port, ""
+        self._rng = random.Random(seed)
+        self._stats = Stats()
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def configure(self, **changes: Any) -> None:
+        """Change ``latency``, ``faults``, ``api_key``, ``responder`` or ``seed`` (live)."""
+        for key, value in changes.items():
+            if key == "seed":
+                self._rng = random.Random(value)
+            elif key in ("latency", "faults", "api_key", "responder"):
+                setattr(self, key, value)
+            else:
+                raise TypeError(f"unknown setting {key!r}")
+
+    @property
+    def stats(self) -> Stats:
+        """A snapshot of the counters (safe to read from any thread)."""
+        with self._lock:
+            return copy.deepcopy(self._stats)
+
+    def reset_stats(self) -> None:
+        with self._lock:
+            self._stats = Stats()
+
+    # -- HTTP handlers ---------------------------------------------------------------------
+    def make_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/stats", self._get_stats)
+        app.router.add_post("/stats/reset", self._reset)
+        return app
+
+    def _authorized(self, request: web.Request) -> bool:
+        return (
+            self.api_key is None or request.headers.get("Authorization") == f"Bearer {self.api_key}"
+        )
+
+    async def _models(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return _error("401")
+        return web.json_response(_MODELS)
+
+    async def _get_stats(self, request: web.Request) -> web.Response:
+        return web.json_response(self.stats.to_json())
+
+    async def _reset(self, request: web.Request) -> web.Response:
+        self.reset_stats()
+        return web.json_response({"ok": True})
+
+    def _count(self, attr: str, digest: str | None = None) -> None:
+        with self._lock:
+            setattr(self._stats, attr, getattr(self._stats, attr) + 1)
+            if attr == "completed" and digest:
+                self._stats.completed_hashes[digest] += 1
+
+    def _pick_fault(self, digest: str) -> str | None:
+        f = self.faults
+        if f is None:
+            return None
+        if f.permanent > 0 and int(digest[8:16], 16) / 16**8 < f.permanent:
+            return f.kinds[int(digest[16:24], 16) % len(f.kinds)]
+        return self._rng.choice(f.kinds) if f.rate > 0 and self._rng.random() < f.rate else None
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        self._count("requests")
+        if not self._authorized(request):
+            self._count("unauthorized")
+            return _error("401")
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+            return _error("400")
+        digest = body_hash(body)
+        faults, fault = self.faults, self._pick_fault(digest)
+        with self._lock:
+            self._stats.request_hashes[digest] += 1
+            if fault:
+                self._stats.faults[fault] += 1
+        delay = self.latency + (faults.slow_seconds if faults and fault == "slow" else 0.0)
+        try:
+            if delay > 0:
+                await asyncio.sleep(delay)
+        except asyncio.CancelledError:  # server shutdown (or handler cancellation)
+            self._count("aborted")
+            raise
+        if request.transport is None or request.transport.is_closing():
+            self._count("aborted")
+            return web.Response(status=499)
+        if faults and fault in ("429", "503"):
+            return _error(fault, faults.retry_after)
+        if fault == "500":
+            return _error(fault)
+        if fault == "malformed":
+            return web.Response(body=_MALFORMED, content_type="application/json")
+        resp = web.json_response(self._completion(body, digest))
+        try:
+            await resp.prepare(request)
+            await resp.write_eof()
+        except ConnectionError:
+            self._count("aborted")
+            return resp
+        self._count("completed", digest)
+        return resp
+
+    def _completion(self, body: dict[str, Any], digest: str) -> dict[str, Any]:
+        content = self.responder(body) if self.responder else None
+        if content is None:
+            content = make_content(body, digest)
+        prompt = sum(len(_words(m.get("content"))) for m in body["messages"] if isinstance(m, dict))
+        completion = len(content.split())
+        usage = {"prompt_tokens": prompt, "completion_tokens": completion}
+        message = {"role": "assistant", "content": content}
+        return {
+            "id": f"chatcmpl-{digest[:24]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", "stub-model"),
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "usage": usage | {"total_tokens": prompt + completion},
+        }
+
+    # -- running ---------------------------------------------------------------------------
+    async def start_async(self) -> web.AppRunner:
+        """Start listening on the current loop; sets ``base_url``. Caller cleans up the runner."""
+        runner = web.AppRunner(self.make_app(), access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        await web.TCPSite(runner, self.host, self.port).start()
+        self.port = runner.addresses[0][1]
+        self.base_url = f"http://{self.host}:{self.port}/v1"
+        return runner
+
+    def start(self, timeout: float = 10.0) -> StubServer:
+        ready, failure = threading.Event(), []
+        loop = self._loop = asyncio.new_event_loop()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            try:
+                runner = loop.run_until_complete(self.start_async())
+            except BaseException as exc:
+                failure.append(exc)
+                ready.set()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(runner.cleanup())
+            pending = asyncio.all_tasks(loop)  # handlers of clients that already left
+            for task in pending:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="stub-server", daemon=True)
+        self._thread.start()
+        if not ready.wait(timeout) or failure:
+            raise RuntimeError("stub server failed to start") from (failure or [None])[0]
+        return self
+
+    def close(self) -> None:
+        if self._loop and self._thread:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop = self._thread = None
+
+    def __enter__(self) -> StubServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def start_stub_process(timeout: float = 20.0, **flags: Any) -> tuple[subprocess.Popen[str], str]:
+    """Run the stub as a subprocess; returns (process, base_url). Stop it with ``terminate()``.
+
+    ``flags`` are the CLI options: ``start_stub_process(latency=0.2, faults="429,slow")``.
+    """
+    cmd = [sys.executable, "-m", "synthloom.testing.stub_server"]
+    for key, value in flags.items():
+        value = ",".join(value) if isinstance(value, list | tuple) else value
+        cmd += [f"--{key.replace('_', '-')}", str(value)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    line: list[str] = []
+    reader = threading.Thread(target=lambda: line.append(proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    reader.join(timeout)
+    if not line or not line[0].startswith("READY "):
+        proc.kill()
+        proc.wait()
+        raise RuntimeError(f"stub server did not become ready: {line!r}")
+    return proc, line[0].split()[1]
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--latency", type=float, default=0.0)
+    p.add_argument("--fault-rate", type=float, default=0.0)
+    p.add_argument("--faults", default="429,500", help="comma-separated: " + ",".join(FAULT_KINDS))
+    p.add_argument("--retry-after", default="1", help="seconds, or 'none'")
+    p.add_argument("--slow-seconds", type=float, default=30.0)
+    p.add_argument("--permanent", type=float, default=0.0)
+    p.add_argument("--api-key")
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+    retry = None if a.retry_after.lower() == "none" else float(a.retry_after)
+    faults = Faults(a.fault_rate, tuple(a.faults.split(",")), retry, a.slow_seconds, a.permanent)
+    server = StubServer(
+        latency=a.latency, faults=faults, api_key=a.api_key, seed=a.seed, host=a.host, port=a.port
+    )
+    asyncio.run(_serve(server))
+
+
+async def _serve(server: StubServer) -> None:
+    runner = await server.start_async()
+    print(f"READY {server.base_url}", flush=True)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+
+
+if __name__ == "__main__":
+    main()
