@@ -118,7 +118,8 @@ def test_starts_with_punctuation(text: str, expected: str | None) -> None:
     ("text", "expected"),
     [
         ("¿Qué hora es en Madrid ahora mismo?", NON_ASCII),
-        ("Tell me why this joke’s not funny.", NON_ASCII),  # any character, not only the first
+        ("Tell me why this joke’s not funny.", None),  # only the first character counts
+        ("“Quote” this sentence back to me please.", NON_ASCII),
         (GOOD, None),
     ],
 )
