@@ -40,18 +40,14 @@ def chat_body(text: str = "What is the capital of France?", **extra: Any) -> dic
     return {"model": "m", "messages": [{"role": "user", "content": text}], **extra}
 
 
-def post(url: str, body: dict[str, Any], key: str | None = None) -> tuple[int, Any, str]:
-    """POST (or GET when body is empty) and return (status, headers, text)."""
+def call(url: str, body: dict[str, Any], key: str | None = None) -> tuple[int, Any, str]:
+    """POST ``body`` (GET when it is empty); return (status, headers, text)."""
 
     async def go() -> tuple[int, Any, str]:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        async with aiohttp.ClientSession() as session:
-            method = (
-                session.post(url, json=body, headers=headers)
-                if body
-                else session.get(url, headers=headers)
-            )
-            async with method as resp:
+        async with aiohttp.ClientSession(headers=headers) as session:
+            method = "POST" if body else "GET"
+            async with session.request(method, url, json=body or None) as resp:
                 return resp.status, resp.headers, await resp.text()
 
     return asyncio.run(go())
@@ -68,7 +64,7 @@ def test_schema_response_validates(server: StubServer) -> None:
     fmt = {"type": "json_schema", "json_schema": {"name": "problem", "schema": schema}}
     texts = set()
     for i in range(5):
-        status, _, text = post(
+        status, _, text = call(
             f"{server.base_url}/chat/completions", chat_body(f"q{i}", response_format=fmt)
         )
         assert status == 200
@@ -83,8 +79,8 @@ def test_schema_response_validates(server: StubServer) -> None:
 
 def test_plain_text_is_deterministic(server: StubServer) -> None:
     url = f"{server.base_url}/chat/completions"
-    first = json.loads(post(url, chat_body())[2])
-    second = json.loads(post(url, chat_body())[2])
+    first = json.loads(call(url, chat_body())[2])
+    second = json.loads(call(url, chat_body())[2])
     content = first["choices"][0]["message"]["content"]
     assert content == second["choices"][0]["message"]["content"]
     assert content.startswith(f"Stub answer {body_hash(chat_body())[:8]}: What is")
@@ -95,16 +91,16 @@ def test_plain_text_is_deterministic(server: StubServer) -> None:
 
 def test_json_object_and_responder(server: StubServer) -> None:
     url = f"{server.base_url}/chat/completions"
-    data = json.loads(post(url, chat_body(response_format={"type": "json_object"}))[2])
+    data = json.loads(call(url, chat_body(response_format={"type": "json_object"}))[2])
     assert "text" in json.loads(data["choices"][0]["message"]["content"])
     server.configure(responder=lambda body: "scripted" if "script" in str(body) else None)
     assert (
-        json.loads(post(url, chat_body("script me"))[2])["choices"][0]["message"]["content"]
+        json.loads(call(url, chat_body("script me"))[2])["choices"][0]["message"]["content"]
         == "scripted"
     )
     assert (
         "Stub answer"
-        in json.loads(post(url, chat_body("other"))[2])["choices"][0]["message"]["content"]
+        in json.loads(call(url, chat_body("other"))[2])["choices"][0]["message"]["content"]
     )
 
 
@@ -114,23 +110,23 @@ def test_api_key(server: StubServer) -> None:
         (f"{server.base_url}/chat/completions", chat_body()),
         (f"{server.base_url}/models", {}),
     ]:
-        status, _, text = post(url, body, key="wrong")
+        status, _, text = call(url, body, key="wrong")
         assert status == 401
         assert json.loads(text)["error"]["code"] == "invalid_api_key"
-        assert post(url, body)[0] == 401
-        assert post(url, body, key="secret")[0] == 200
+        assert call(url, body)[0] == 401
+        assert call(url, body, key="secret")[0] == 200
     assert server.stats.unauthorized == 2
 
 
 def test_models(server: StubServer) -> None:
-    status, _, text = post(f"{server.base_url}/models", {})
+    status, _, text = call(f"{server.base_url}/models", {})
     assert status == 200
     assert json.loads(text) == {"object": "list", "data": [{"id": "stub-model", "object": "model"}]}
 
 
 def test_429_has_retry_after(server: StubServer) -> None:
     server.configure(faults=Faults(rate=1.0, kinds=("429",), retry_after=2))
-    status, headers, text = post(f"{server.base_url}/chat/completions", chat_body())
+    status, headers, text = call(f"{server.base_url}/chat/completions", chat_body())
     assert status == 429
     assert headers["Retry-After"] == "2"
     assert json.loads(text)["error"]["code"] == "rate_limit_exceeded"
@@ -139,7 +135,7 @@ def test_429_has_retry_after(server: StubServer) -> None:
 
 def test_malformed_body(server: StubServer) -> None:
     server.configure(faults=Faults(rate=1.0, kinds=("malformed",)))
-    status, headers, text = post(f"{server.base_url}/chat/completions", chat_body())
+    status, headers, text = call(f"{server.base_url}/chat/completions", chat_body())
     assert status == 200 and headers["Content-Type"].startswith("application/json")
     with pytest.raises(json.JSONDecodeError):
         json.loads(text)
@@ -148,8 +144,8 @@ def test_malformed_body(server: StubServer) -> None:
 def test_permanent_failures_are_stable(server: StubServer) -> None:
     server.configure(faults=Faults(rate=0.0, kinds=("500", "503"), permanent=0.3))
     url = f"{server.base_url}/chat/completions"
-    first = [post(url, chat_body(f"q{i}"))[0] for i in range(40)]
-    again = [post(url, chat_body(f"q{i}"))[0] for i in range(40)]
+    first = [call(url, chat_body(f"q{i}"))[0] for i in range(40)]
+    again = [call(url, chat_body(f"q{i}"))[0] for i in range(40)]
     assert first == again
     failed = sum(status != 200 for status in first)
     assert 0 < failed < 40
@@ -159,14 +155,14 @@ def test_permanent_failures_are_stable(server: StubServer) -> None:
 def test_stats_and_reset(server: StubServer) -> None:
     url = f"{server.base_url}/chat/completions"
     for text in ["a", "b", "a"]:
-        assert post(url, chat_body(text))[0] == 200
+        assert call(url, chat_body(text))[0] == 200
     stats = server.stats
     assert (stats.requests, stats.completed, stats.aborted) == (3, 3, 0)
     assert stats.completed_hashes[body_hash(chat_body("a"))] == 2
     assert sum(stats.request_hashes.values()) == 3
-    remote = json.loads(post(server.base_url.removesuffix("/v1") + "/stats", {})[2])
+    remote = json.loads(call(server.base_url.removesuffix("/v1") + "/stats", {})[2])
     assert remote["completed"] == 3 and remote["completed_hashes"][body_hash(chat_body("b"))] == 1
-    assert post(server.base_url.removesuffix("/v1") + "/stats/reset", {"x": 1})[0] == 200
+    assert call(server.base_url.removesuffix("/v1") + "/stats/reset", {"x": 1})[0] == 200
     assert server.stats.requests == 0 and not server.stats.completed_hashes
 
 
@@ -191,7 +187,7 @@ def test_subprocess_mode() -> None:
     proc, base_url = start_stub_process(latency=0, api_key="k", seed=1)
     try:
         assert base_url.startswith("http://127.0.0.1:") and base_url.endswith("/v1")
-        status, _, text = post(f"{base_url}/chat/completions", chat_body(), key="k")
+        status, _, text = call(f"{base_url}/chat/completions", chat_body(), key="k")
         assert status == 200 and json.loads(text)["choices"][0]["message"]["role"] == "assistant"
     finally:
         proc.terminate()

@@ -21,7 +21,8 @@ class ModelSettings(BaseModel):
     base_url: str = "http://127.0.0.1:8000/v1"
     model: str | None = Field(None, description="model name (openai) or GGUF path (embedded)")
     api_key_env: str | None = Field(
-        None, description="env var with the API key; if named it must be set (default: OPENAI_API_KEY if set)"
+        None,
+        description="env var with the API key; if named it must be set (default: OPENAI_API_KEY if set)",
     )
     concurrency: int = Field(16, ge=1, le=4096)
     seed: int | None = 0

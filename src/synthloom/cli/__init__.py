@@ -13,8 +13,19 @@ from pathlib import Path
 import click
 
 from synthloom import __version__
+from synthloom.cli.audience import audience
+from synthloom.cli.augment import augment
+from synthloom.cli.curate import dedup, export
+from synthloom.cli.distill import distill
+from synthloom.cli.evol import evol
+from synthloom.cli.judge import judge
+from synthloom.cli.pairs import pairs
 from synthloom.cli.qa import qa
+from synthloom.cli.responses import responses
+from synthloom.cli.run import run
+from synthloom.cli.self_instruct import self_instruct
 from synthloom.cli.show import show
+from synthloom.cli.summarize import summarize
 from synthloom.errors import SynthloomError
 from synthloom.settings import load_config
 
@@ -32,8 +43,13 @@ def cli(ctx: click.Context, config: Path | None) -> None:
     ctx.obj = {"config": load_config(config)}
 
 
-cli.add_command(qa)
-cli.add_command(show)
+# Generating commands, then preference, then curation and inspection.
+for command in (
+    qa, augment, self_instruct, evol, distill, summarize, audience,
+    responses, judge, pairs,
+    run, dedup, export, show,
+):  # fmt: skip
+    cli.add_command(command)
 
 
 def main(argv: list[str] | None = None) -> None:

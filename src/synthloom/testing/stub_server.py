@@ -63,7 +63,7 @@ class Faults:
 @dataclass
 class Stats:
     requests: int = 0  # chat-completion requests received (authorized or not)
-    completed: int = 0  # valid 200 responses fully sent
+    completed: int = 0  # valid 200 responses returned after the client was seen still waiting
     aborted: int = 0  # client went away before the response was sent
     unauthorized: int = 0
     faults: Counter[str] = field(default_factory=Counter)
@@ -245,7 +245,7 @@ class StubServer:
     def _count(self, attr: str, digest: str | None = None) -> None:
         with self._lock:
             setattr(self._stats, attr, getattr(self._stats, attr) + 1)
-            if attr == "completed" and digest:
+            if digest:
                 self._stats.completed_hashes[digest] += 1
 
     def _pick_fault(self, digest: str) -> str | None:
@@ -256,7 +256,7 @@ class StubServer:
             return f.kinds[int(digest[16:24], 16) % len(f.kinds)]
         return self._rng.choice(f.kinds) if f.rate > 0 and self._rng.random() < f.rate else None
 
-    async def _chat(self, request: web.Request) -> web.StreamResponse:
+    async def _chat(self, request: web.Request) -> web.Response:
         self._count("requests")
         if not self._authorized(request):
             self._count("unauthorized")
@@ -290,13 +290,7 @@ class StubServer:
         if fault == "malformed":
             return web.Response(body=_MALFORMED, content_type="application/json")
         resp = web.json_response(self._completion(body, digest))
-        try:
-            await resp.prepare(request)
-            await resp.write_eof()
-        except ConnectionError:
-            self._count("aborted")
-            return resp
-        self._count("completed", digest)
+        self._count("completed", digest)  # before sending: a client holding it sees it counted
         return resp
 
     def _completion(self, body: dict[str, Any], digest: str) -> dict[str, Any]:
@@ -319,7 +313,7 @@ class StubServer:
     # -- running ---------------------------------------------------------------------------
     async def start_async(self) -> web.AppRunner:
         """Start listening on the current loop; sets ``base_url``. Caller cleans up the runner."""
-        runner = web.AppRunner(self.make_app(), access_log=None, shutdown_timeout=1.0)
+        runner = web.AppRunner(self.make_app(), access_log=None, shutdown_timeout=0.25)
         await runner.setup()
         await web.TCPSite(runner, self.host, self.port).start()
         self.port = runner.addresses[0][1]
@@ -327,7 +321,7 @@ class StubServer:
         return runner
 
     def start(self, timeout: float = 10.0) -> StubServer:
-        ready, failure = threading.Event(), []
+        ready, failure = threading.Event(), list[BaseException]()
         loop = self._loop = asyncio.new_event_loop()
 
         def run() -> None:
@@ -336,9 +330,10 @@ class StubServer:
                 runner = loop.run_until_complete(self.start_async())
             except BaseException as exc:
                 failure.append(exc)
-                ready.set()
+                loop.close()
                 return
-            ready.set()
+            finally:
+                ready.set()
             loop.run_forever()
             loop.run_until_complete(runner.cleanup())
             pending = asyncio.all_tasks(loop)  # handlers of clients that already left
@@ -349,8 +344,11 @@ class StubServer:
 
         self._thread = threading.Thread(target=run, name="stub-server", daemon=True)
         self._thread.start()
-        if not ready.wait(timeout) or failure:
-            raise RuntimeError("stub server failed to start") from (failure or [None])[0]
+        if not ready.wait(timeout):
+            raise RuntimeError("stub server did not start in time")
+        if failure:
+            self._loop = self._thread = None
+            raise RuntimeError("stub server failed to start") from failure[0]
         return self
 
     def close(self) -> None:
@@ -373,11 +371,14 @@ def start_stub_process(timeout: float = 20.0, **flags: Any) -> tuple[subprocess.
     """
     cmd = [sys.executable, "-m", "synthloom.testing.stub_server"]
     for key, value in flags.items():
+        if value is None:
+            continue
         value = ",".join(value) if isinstance(value, list | tuple) else value
         cmd += [f"--{key.replace('_', '-')}", str(value)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    line: list[str] = []
-    reader = threading.Thread(target=lambda: line.append(proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+    stdout, line = proc.stdout, list[str]()
+    assert stdout is not None
+    reader = threading.Thread(target=lambda: line.append(stdout.readline()), daemon=True)
     reader.start()
     reader.join(timeout)
     if not line or not line[0].startswith("READY "):

@@ -1,0 +1,185 @@
+"""The YAML recipe format: a whole job (sources, tasks, models, filters, outputs) in one file.
+
+    out: runs/my-job                 # each step writes to <out>/<step name>/
+    model: {backend: embedded}       # default model settings for every step
+    steps:
+      - name: pairs
+        task: qa                     # any task (synthloom --help), or dedup / export / pairs
+        params: {topic: product returns, n: 5}
+        model: {temperature: 0.9}    # this step's overrides
+        models: {judge: {model: ...}}  # extra model roles (judge, student, ...)
+      - name: clean
+        task: dedup
+        params: {input: "${steps.pairs}", field: question}
+
+Strings `${steps.NAME}` become that step's output directory. Every error names the file,
+the line and the key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from synthloom.errors import UserError
+from synthloom.settings import ModelSettings
+from synthloom.tasks.registry import TASKS
+
+CURATION_STEPS = ("dedup", "export", "pairs")
+
+
+class DedupParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    input: Path
+    field: str
+    near: bool = True
+    min_words: int = Field(0, ge=0)
+
+
+class ExportParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    input: Path
+    format: str
+    path: Path
+    include_flagged: bool = False
+
+
+class Step(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    task: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    model: dict[str, Any] = Field(default_factory=dict)
+    models: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class Recipe(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    out: Path | None = None
+    model: dict[str, Any] = Field(default_factory=dict)
+    steps: list[Step] = Field(min_length=1)
+
+
+def params_model(task: str) -> type[BaseModel]:
+    if task == "dedup":
+        return DedupParams
+    if task == "export":
+        return ExportParams
+    if task == "pairs":
+        from synthloom.preference.dataset import PairsParams
+
+        return PairsParams
+    from synthloom.tasks.registry import task_class
+
+    return task_class(task).Params  # type: ignore[no-any-return]
+
+
+def _line(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """The 1-based line of the YAML node at `loc` (or of its nearest existing parent)."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            nxt = next((v for k, v in node.value if k.value == key), None)
+            if nxt is None:  # an unknown or misspelt key: point at the key itself
+                keynode = next((k for k, _ in node.value if k.value == key), None)
+                return keynode.start_mark.line + 1 if keynode else line
+            node = nxt
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+        else:
+            break
+        line = node.start_mark.line + 1
+    return line
+
+
+def _fail(path: Path, root: yaml.Node | None, loc: tuple[Any, ...], msg: str) -> UserError:
+    line = _line(root, loc)
+    where = f"{path}:{line}" if line else str(path)
+    key = ""
+    for part in loc:
+        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+    return UserError(f"{where}: {key}: {msg}" if key else f"{where}: {msg}")
+
+
+def _first_error(exc: ValidationError) -> tuple[tuple[Any, ...], str]:
+    err = exc.errors()[0]
+    msg = "unknown key" if err.get("type") == "extra_forbidden" else err.get("msg", "invalid")
+    return tuple(err.get("loc", ())), msg
+
+
+def load_recipe(path: Path) -> tuple[Recipe, dict[str, BaseModel]]:
+    """Parse and fully validate a recipe; returns it and each step's validated params."""
+    from synthloom.settings import load_yaml
+
+    data = load_yaml(path)
+    root = yaml.compose(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise _fail(path, root, (), "a recipe is a mapping with `steps:`")
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as exc:
+        loc, msg = _first_error(exc)
+        raise _fail(path, root, loc, msg) from None
+    try:
+        ModelSettings.model_validate(recipe.model)
+    except ValidationError as exc:
+        loc, msg = _first_error(exc)
+        raise _fail(path, root, ("model", *loc), msg) from None
+    names: set[str] = set()
+    validated: dict[str, BaseModel] = {}
+    for i, step in enumerate(recipe.steps):
+        if step.name in names:
+            raise _fail(path, root, ("steps", i, "name"), f"duplicate step name {step.name!r}")
+        if step.task not in TASKS and step.task not in CURATION_STEPS:
+            known = ", ".join([*TASKS, *CURATION_STEPS])
+            raise _fail(
+                path, root, ("steps", i, "task"), f"unknown task {step.task!r} (known: {known})"
+            )
+        for where, settings in [("model", step.model)] + [
+            (f"models.{r}", s) for r, s in step.models.items()
+        ]:
+            try:
+                ModelSettings.model_validate({**recipe.model, **settings})
+            except ValidationError as exc:
+                loc, msg = _first_error(exc)
+                raise _fail(path, root, ("steps", i, *where.split("."), *loc), msg) from None
+        params = _substitute(step.params, names, path, root, i, recipe, path.parent)
+        try:
+            validated[step.name] = params_model(step.task).model_validate(params)
+        except ValidationError as exc:
+            loc, msg = _first_error(exc)
+            raise _fail(path, root, ("steps", i, "params", *loc), msg) from None
+        names.add(step.name)
+    return recipe, validated
+
+
+def step_dir(recipe: Recipe, recipe_path: Path, name: str) -> Path:
+    base = recipe.out or Path("runs") / recipe_path.stem
+    return base / name
+
+
+def _substitute(
+    value: Any,
+    earlier: set[str],
+    path: Path,
+    root: yaml.Node | None,
+    i: int,
+    recipe: Recipe,
+    base: Path,
+) -> Any:
+    if isinstance(value, dict):
+        return {k: _substitute(v, earlier, path, root, i, recipe, base) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, earlier, path, root, i, recipe, base) for v in value]
+    if isinstance(value, str) and "${steps." in value:
+        start = value.index("${steps.") + len("${steps.")
+        name = value[start : value.index("}", start)]
+        if name not in earlier:
+            raise _fail(
+                path, root, ("steps", i, "params"), f"${{steps.{name}}} names no earlier step"
+            )
+        return value.replace(f"${{steps.{name}}}", str(step_dir(recipe, path, name)))
+    return value

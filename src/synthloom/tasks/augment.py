@@ -1,0 +1,468 @@
+"""Classification augmentation: label-preserving variations of labelled examples.
+
+Each input example (a text and its label, from a .csv/.jsonl file or an earlier run) gets
+`per_example` variations, one model call each, with distinct sample indices and a rewrite
+style cycling through `styles` (each example starts at a different style). Every variation is
+checked in this order, and each removal is counted and written to failures.jsonl with its cause:
+
+1. near copy of its original (`is_near_copy` at `max_similarity`)     -> near_copy_original
+2. label fidelity: the variation is classified into one of the known labels by the same
+   model (`model`), a separate judge model (`judge`), or a Naive Bayes classifier trained on
+   the originals (`classifier`); a different label is drift      -> label_drift (or flagged)
+3. near copy of an earlier kept variation of the same original, in sample order
+   (never in completion order, so reruns and resumes keep the same records) -> near_copy_sibling
+
+The output is a training-ready set: the originals (origin "human", unless
+`include_originals=False`) and every kept variation, with data {text, label, original_text,
+style} and the original's record id as its only parent.
+
+Balancing (`balance=True`): let M be the count of the most frequent label. Every label aims at
+M x (1 + per_example) examples, originals included, which is what the majority label reaches
+with `per_example` variations each. A label with c originals gets M x (1 + per_example) - c
+variations, spread evenly over its examples (earlier examples take the remainder), at most
+`max_per_example` (default 5 x per_example) per example. Variations that are later dropped are
+not replaced, so the final counts approach the target rather than hit it exactly.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+
+from synthloom import templates
+from synthloom.errors import UserError
+from synthloom.llm.engine import CallResult, Engine
+from synthloom.quality.dedup import is_near_copy, near_copy_score, normalize
+from synthloom.quality.label_classifier import NaiveBayes
+from synthloom.records import Record, human_record, stable_id
+from synthloom.runner import RunContext
+from synthloom.sources import read_inputs
+from synthloom.tasks.base import Task, Unit, provenance
+
+StyleName = Literal["paraphrase", "formal", "casual", "shorter", "longer"]
+Fidelity = Literal["model", "judge", "classifier", "none"]
+
+DEMO_SOURCE = "This product broke after one day."
+# style -> (instruction, the demo sentence rewritten in that style)
+STYLES: dict[str, tuple[str, str]] = {
+    "paraphrase": (
+        "Say the same thing in different words and with a different sentence structure.",
+        "The item stopped working within 24 hours.",
+    ),
+    "formal": (
+        "Use a formal, polished tone.",
+        "Regrettably, the product ceased to function after a single day of use.",
+    ),
+    "casual": (
+        "Use a casual, conversational tone, like a quick message to a friend.",
+        "Ugh, this thing died on me after literally one day.",
+    ),
+    "shorter": (
+        "Make it clearly shorter: keep only the essential point.",
+        "Dead within a day.",
+    ),
+    "longer": (
+        "Make it a little longer by adding one plausible, concrete detail that fits the label.",
+        "This product broke after one day: the power button stopped responding the next morning.",
+    ),
+}
+VARY_TEMPERATURE = 0.8
+CHECK_TEMPERATURE = 0.0
+SHOTS_PER_LABEL = 2  # labelled originals shown to the model/judge label check
+SHOT_CHARS = 300
+COUNTERS = (
+    "variations_asked",  # = kept + the three dropped_* + failed
+    "variations_kept",  # flagged ones included
+    "variations_failed",  # no usable rewrite or label check; cause in failures.jsonl
+    "dropped_near_copy_original",
+    "dropped_label_drift",
+    "dropped_near_copy_sibling",
+    "flagged_label_drift",
+)
+
+
+class AugmentParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    input: Path = Field(..., description="a .csv/.jsonl file of labelled examples, or a run dir")
+    text_column: str = Field("text", description="column holding the example text")
+    label_column: str = Field("label", description="column holding the label")
+    per_example: int = Field(2, ge=1, description="variations per example")
+    styles: list[StyleName] = Field(
+        default_factory=lambda: list(STYLES),  # type: ignore[arg-type]
+        min_length=1,
+        description="rewrite styles, cycled over each example's variations",
+    )
+    balance: bool = Field(False, description="more variations for minority labels")
+    max_per_example: int | None = Field(
+        None, ge=1, description="balancing cap per example (default 5 x per_example)"
+    )
+    fidelity: Fidelity = Field("model", description="how to check each variation's label")
+    on_drift: Literal["drop", "flag"] = Field("drop", description="what to do on label drift")
+    max_similarity: float = Field(
+        0.9, gt=0, le=1, description="near-copy threshold vs the original and kept siblings"
+    )
+    include_originals: bool = Field(True, description="pass the originals through to the output")
+    max_tokens: int | None = Field(
+        None, ge=16, description="longest variation in tokens (default: from the longest input)"
+    )
+
+    @field_validator("styles")
+    @classmethod
+    def _unique(cls, styles: list[str]) -> list[str]:
+        if len(set(styles)) != len(styles):
+            raise ValueError("styles repeat")
+        return styles
+
+    @model_validator(mode="after")
+    def _cap(self) -> AugmentParams:
+        if self.max_per_example is not None and self.max_per_example < self.per_example:
+            raise ValueError("max_per_example must be at least per_example")
+        return self
+
+
+@dataclass(frozen=True)
+class Example:
+    index: int  # position in the input
+    line: int
+    text: str
+    label: str  # the label as a class name (str of the input value)
+    value: Any  # the label as written in the input, copied to the output
+    source: str
+    input_id: str | None = None  # record id when the input is an earlier synthloom run
+
+    def record(self) -> Record:
+        """The original passed through as a human record; its id is the variations' parent."""
+        data = {"text": self.text, "label": self.value}
+        record = human_record(AugmentTask.name, data, self.source, self.line - 1)
+        if self.input_id is not None:
+            record.notes["input_record"] = self.input_id
+        return record
+
+    @property
+    def record_id(self) -> str:
+        return self.record().id
+
+
+@dataclass(frozen=True)
+class Job:
+    example: Example
+    k: int  # sample index among this example's variations
+    style: str
+
+
+@dataclass
+class Verdict:
+    predicted: str | None  # None: not checked (fidelity "none")
+    method: str
+    results: list[CallResult[Any]] = field(default_factory=list)
+
+
+def plan_variations(
+    labels: Sequence[str],
+    per_example: int,
+    *,
+    balance: bool = False,
+    max_per_example: int | None = None,
+) -> list[int]:
+    """Variations to ask for each example (same order as `labels`); see the module docstring."""
+    if not balance:
+        return [per_example] * len(labels)
+    cap = max_per_example or 5 * per_example
+    counts = Counter(labels)
+    target = max(counts.values()) * (1 + per_example)
+    seen: Counter[str] = Counter()
+    plan = []
+    for label in labels:
+        base, extra = divmod(target - counts[label], counts[label])
+        plan.append(min(cap, base + (1 if seen[label] < extra else 0)))
+        seen[label] += 1
+    return plan
+
+
+def style_for(index: int, k: int, styles: Sequence[str]) -> str:
+    """Style of variation `k` of example `index`: cycling, starting one further per example."""
+    return styles[(index + k) % len(styles)]
+
+
+def load_examples(path: Path, text_column: str, label_column: str) -> list[Example]:
+    """Labelled examples with one-line errors naming file:line and column."""
+    examples = []
+    for i, row in enumerate(read_inputs(path, [text_column, label_column])):
+        text, value = row.data[text_column], row.data[label_column]
+        where = f"{row.path}:{row.line}"
+        if not isinstance(text, str):
+            raise UserError(f"{where}: column {text_column!r} must be text, not {_kind(text)}")
+        if isinstance(value, dict | list):
+            raise UserError(
+                f"{where}: column {label_column!r} must be one label, not {_kind(value)}"
+            )
+        label = str(value).strip()
+        examples.append(
+            Example(i, row.line, text.strip(), label, value, str(row.path), row.record_id)
+        )
+    return examples
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list"}.get(type(value), type(value).__name__)
+
+
+def clean_variation(text: str, style: str, labels: Sequence[str] = ()) -> str:
+    """The rewrite without wrapping quotes. ValueError (the call is re-asked) if it is empty,
+    only a label name, or copies the prompt's demo sentence (small models do all three)."""
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+        text = text[1:-1].strip()
+    norm = normalize(text)
+    if not norm:
+        raise ValueError("empty rewrite")
+    if norm in {normalize(label) for label in labels}:
+        raise ValueError("the rewrite is only a label name")
+    if normalize(DEMO_SOURCE) in norm or normalize(STYLES[style][1]) in norm:
+        raise ValueError("the rewrite copies the prompt's demo sentence")
+    return text
+
+
+class AugmentTask(Task):
+    name = "augment"
+    Params = AugmentParams
+
+    def __init__(self, params: AugmentParams) -> None:
+        self.params = params
+        self.examples = load_examples(params.input, params.text_column, params.label_column)
+        self.labels = sorted({e.label for e in self.examples})
+        if params.balance and len(self.labels) < 2:
+            raise UserError(
+                f"{params.input}: balancing needs at least two labels, but column"
+                f" {params.label_column!r} only has {self.labels[0]!r}; drop --balance"
+                " or choose another --label-column"
+            )
+        self.plan = plan_variations(
+            [e.label for e in self.examples],
+            params.per_example,
+            balance=params.balance,
+            max_per_example=params.max_per_example,
+        )
+        longest = max(len(e.text) for e in self.examples)
+        self.max_tokens = params.max_tokens or max(128, longest // 2 + 64)
+        self.variation_schema = create_model(
+            "Variation", text=(str, Field(min_length=1, max_length=2 * longest + 80))
+        )
+        label_type: Any = Literal[tuple(self.labels)]  # type: ignore[valid-type]
+        self.label_schema = create_model("LabelChoice", label=(label_type, ...))
+        self.classifier = (
+            NaiveBayes(fit_prior=False).fit(
+                [e.text for e in self.examples], [e.label for e in self.examples]
+            )
+            if params.fidelity == "classifier"
+            else None
+        )
+
+    def config(self) -> dict[str, Any]:
+        return self.params.model_dump(mode="json")
+
+    def total(self) -> int:
+        return sum(self.plan)
+
+    def engine_roles(self) -> tuple[str, ...]:
+        return ("default", "judge") if self.params.fidelity == "judge" else ("default",)
+
+    def units(self) -> list[Unit]:
+        styles = self.params.styles
+        return [
+            Unit(f"line{e.line}:v{k}", Job(e, k, style_for(e.index, k, styles)))
+            for e, n in zip(self.examples, self.plan, strict=True)
+            for k in range(n)
+        ]
+
+    # -- the run ------------------------------------------------------------------------
+    async def execute(self, ctx: RunContext) -> None:
+        units = self.units()
+        for name in COUNTERS:
+            ctx.count(name, 0)  # every counter in the summary, zeros included
+        ctx.count("variations_asked", len(units))
+        answers = await ctx.gather(units, lambda unit: self._vary(ctx.engine, unit))
+        candidates = self._unlike_originals(ctx, units, answers)
+        verdicts = await self._check_labels(ctx, candidates)
+        variations = self._keep(ctx, candidates, verdicts)
+        for example in self.examples:  # each original, then its variations in sample order
+            if self.params.include_originals:
+                ctx.emit(example.record())
+            for record in variations[example.index]:
+                ctx.emit(record)
+        if self.params.include_originals:
+            ctx.count("originals_included", len(self.examples))
+
+    def _unlike_originals(
+        self, ctx: RunContext, units: list[Unit], answers: list[CallResult[Any] | None]
+    ) -> list[tuple[Unit, CallResult[Any]]]:
+        """The answered variations that are not near copies of their original."""
+        candidates = []
+        for unit, answer in zip(units, answers, strict=True):
+            original = unit.payload.example.text
+            if answer is None:
+                ctx.count("variations_failed")  # the runner wrote the failure and its cause
+            elif self._near(answer.value, original):
+                score = near_copy_score(answer.value, original)
+                self._drop(ctx, unit, answer.value, "near_copy_original", f"similarity {score:.2f}")
+            else:
+                candidates.append((unit, answer))
+        return candidates
+
+    def _keep(
+        self,
+        ctx: RunContext,
+        candidates: list[tuple[Unit, CallResult[Any]]],
+        verdicts: list[Verdict | None],
+    ) -> dict[int, list[Record]]:
+        """Records of the variations that pass the label check and are not near copies of an
+        earlier kept variation of the same original, by example index. Candidates come in unit
+        order (example, then sample), so the outcome never depends on completion order."""
+        kept: dict[int, list[tuple[str, str]]] = defaultdict(list)  # example -> (unit id, text)
+        records: dict[int, list[Record]] = defaultdict(list)
+        for (unit, answer), verdict in zip(candidates, verdicts, strict=True):
+            job: Job = unit.payload
+            example, text = job.example, answer.value
+            if verdict is None:
+                ctx.count("variations_failed")
+                continue
+            drift = verdict.predicted is not None and verdict.predicted != example.label
+            if drift and self.params.on_drift == "drop":
+                detail = f"label {example.label!r}, {verdict.method} says {verdict.predicted!r}"
+                self._drop(ctx, unit, text, "label_drift", detail)
+                continue
+            sibling = next(
+                (uid for uid, other in kept[example.index] if self._near(text, other)), None
+            )
+            if sibling is not None:
+                self._drop(ctx, unit, text, "near_copy_sibling", f"near copy of {sibling}")
+                continue
+            kept[example.index].append((unit.id, text))
+            records[example.index].append(self._record(ctx, unit, answer, verdict, drift))
+            ctx.count("variations_kept")
+        return records
+
+    def _near(self, a: str, b: str) -> bool:
+        return is_near_copy(a, b, self.params.max_similarity)
+
+    async def _vary(self, engine: Engine, unit: Unit) -> CallResult[Any]:
+        job: Job = unit.payload
+        instruction, demo = STYLES[job.style]
+        messages = templates.load("augment_variation").messages(
+            text=job.example.text,
+            label=job.example.label,
+            instruction=instruction,
+            demo_source=DEMO_SOURCE,
+            demo_target=demo,
+        )
+        return await engine.complete(
+            messages,
+            schema=self.variation_schema,
+            validate=lambda v: clean_variation(v.text, job.style, self.labels),
+            sample=job.k,
+            max_tokens=self.max_tokens,
+            temperature=VARY_TEMPERATURE,
+        )
+
+    async def _check_labels(
+        self, ctx: RunContext, candidates: list[tuple[Unit, CallResult[Any]]]
+    ) -> list[Verdict | None]:
+        method = self.params.fidelity
+        if method == "none":
+            return [Verdict(None, method) for _ in candidates]
+        if len(self.labels) == 1:  # nothing to tell apart: no calls
+            return [Verdict(self.labels[0], method) for _ in candidates]
+        if self.classifier is not None:
+            clf = self.classifier
+            return [Verdict(clf.predict(answer.value), method) for _, answer in candidates]
+        engine = ctx.engines["judge"] if method == "judge" else ctx.engine
+        checks = [
+            Unit(f"{unit.id}:check", (unit.payload, answer.value)) for unit, answer in candidates
+        ]
+        ctx.set_total(len(checks), "label checks")
+
+        async def check(unit: Unit) -> Verdict:
+            job, text = unit.payload
+            messages = templates.load("augment_classify").messages(
+                labels=self.labels, examples=self._shots(job.example.index), text=text
+            )
+            result = await engine.complete(
+                messages,
+                schema=self.label_schema,
+                max_tokens=16 + 4 * max(len(x) for x in self.labels),
+                temperature=CHECK_TEMPERATURE,
+            )
+            return Verdict(str(result.value.label), method, [result])
+
+        return await ctx.gather(checks, check)
+
+    def _shots(self, exclude: int) -> list[dict[str, str]]:
+        """Labelled originals shown to the label check: the first few of each label, in input
+        order, never the variation's own original (it would make every check pass)."""
+        shots = []
+        for label in self.labels:
+            picked = [e for e in self.examples if e.label == label and e.index != exclude]
+            shots += [
+                {"text": e.text[:SHOT_CHARS], "label": label} for e in picked[:SHOTS_PER_LABEL]
+            ]
+        return shots
+
+    # -- records ------------------------------------------------------------------------
+    def _drop(self, ctx: RunContext, unit: Unit, text: str, cause: str, detail: str) -> None:
+        job: Job = unit.payload
+        ctx.count(f"dropped_{cause}")
+        ctx.run.fail(
+            unit.id, cause, detail, text=text, original=job.example.record_id, style=job.style
+        )
+
+    def _record(
+        self,
+        ctx: RunContext,
+        unit: Unit,
+        answer: CallResult[Any],
+        verdict: Verdict,
+        drift: bool,
+    ) -> Record:
+        job: Job = unit.payload
+        example = job.example
+        results = [answer] + (verdict.results if verdict.method == "model" else [])
+        notes: dict[str, Any] = {"source": {"file": example.source, "line": example.line}}
+        if verdict.predicted is not None:
+            notes["fidelity"] = {"method": verdict.method, "predicted": verdict.predicted}
+        if verdict.method == "judge":
+            judge = ctx.engines["judge"].backend
+            notes["fidelity"]["judge"] = {"backend": judge.kind, "model": judge.model}
+            notes["fidelity"]["call_keys"] = [k for r in verdict.results for k in r.keys]
+        record = Record(
+            id=stable_id(self.name, unit.id, answer.key),
+            task=self.name,
+            data={
+                "text": answer.value,
+                "label": example.value,
+                "original_text": example.text,
+                "style": job.style,
+            },
+            provenance=provenance(
+                ctx.engine,
+                templates.load("augment_variation"),
+                results,
+                parents=(example.record_id,),
+                max_tokens=self.max_tokens,
+                temperature=VARY_TEMPERATURE,
+            ),
+            notes=notes,
+        )
+        if drift:
+            record.status = "flagged"
+            record.notes["label_drift"] = {
+                "expected": example.label,
+                "predicted": verdict.predicted,
+            }
+            ctx.count("flagged_label_drift")
+        return record

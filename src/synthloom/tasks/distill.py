@@ -1,0 +1,158 @@
+"""Distillation: a teacher model answers prompts from a file; optionally a student model
+answers the same prompts so the gap between them can be inspected.
+
+Roles: "teacher" (always) and "student" (when `student` is set). The student answers each
+prompt once (sample 0) and that answer is compared with every teacher sample. A student call
+that fails never loses the teacher's answer: the record is kept, flagged, with
+`notes.student_error`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from synthloom import templates
+from synthloom.errors import BackendFatal, UserError
+from synthloom.llm.engine import CallFailed, CallResult
+from synthloom.quality.rouge import rouge_l_f1
+from synthloom.records import Record, stable_id
+from synthloom.runner import RunContext
+from synthloom.settings import ModelSettings
+from synthloom.sources import InputRow, read_inputs
+from synthloom.tasks.base import Task, Unit, provenance
+
+
+class DistillParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    input: Path = Field(..., description="prompts: a .jsonl/.csv file or a previous run")
+    prompt_column: str = Field("prompt", description="the column holding the prompt")
+    system: str | None = Field(None, description="system prompt for teacher and student")
+    samples: int = Field(1, ge=1, description="teacher responses per prompt")
+    student: bool = Field(False, description="also ask the 'student' model every prompt")
+    max_tokens: int = Field(512, ge=16)
+
+
+def cache_clash(teacher: ModelSettings, student: ModelSettings) -> str | None:
+    """Why `student` would replay `teacher`'s cached answers, or None.
+
+    The response cache keys a call on backend kind and model name, not on the endpoint or
+    the GGUF's directory, so one model name in two places looks like one model."""
+    if teacher.backend != student.backend:
+        return None
+    if teacher.backend == "openai":
+        t, s = teacher.model or "default", student.model or "default"
+        clash = t == s and teacher.base_url.rstrip("/") != student.base_url.rstrip("/")
+    else:
+        t, s = Path(teacher.model or "-").name, Path(student.model or "-").name
+        clash = t == s and teacher.model != student.model
+    if not clash:
+        return None
+    return (
+        f"teacher and student are both {student.backend} model {s!r} in different places;"
+        " the response cache cannot tell them apart (the student would replay the teacher's"
+        " answers): give them different --model/--student-model names"
+    )
+
+
+def gap(teacher: str, student: str) -> dict[str, Any]:
+    """Lexical distance between the two answers: ROUGE-L F1 and the length ratio."""
+    t, s = len(teacher.split()), len(student.split())
+    return {
+        "rouge_l_f1": round(rouge_l_f1(teacher, student), 4),
+        "length_ratio": round(s / t, 4) if t else None,
+        "teacher_words": t,
+        "student_words": s,
+    }
+
+
+class DistillTask(Task):
+    name = "distill"
+    Params = DistillParams
+
+    def __init__(self, params: DistillParams) -> None:
+        self.params = params
+        self.rows = read_inputs(params.input, [params.prompt_column])
+        for row in self.rows:
+            if not isinstance(row.data[params.prompt_column], str):
+                raise UserError(
+                    f"{row.path}:{row.line}: column {params.prompt_column!r} is not text;"
+                    " choose the prompt column with --prompt-column"
+                )
+
+    def config(self) -> dict[str, Any]:
+        return self.params.model_dump(mode="json")
+
+    def engine_roles(self) -> tuple[str, ...]:
+        return ("teacher", "student") if self.params.student else ("teacher",)
+
+    def units(self) -> list[Unit]:
+        return [
+            Unit(f"{row.record_id or f'line{row.line}'}:{i}", (row, i))
+            for row in self.rows
+            for i in range(self.params.samples)
+        ]
+
+    def total(self) -> int:
+        return len(self.rows) * self.params.samples
+
+    async def execute(self, ctx: RunContext) -> None:
+        await ctx.for_each(self.units(), lambda unit: self._distill(ctx, unit))
+
+    async def _distill(self, ctx: RunContext, unit: Unit) -> list[Record]:
+        row: InputRow = unit.payload[0]
+        sample: int = unit.payload[1]
+        prompt = row.data[self.params.prompt_column].strip()
+        template = templates.load("distill")
+        messages = template.messages(prompt=prompt, system=self.params.system)
+        teacher = ctx.engines["teacher"]
+        result = await teacher.complete(messages, sample=sample, max_tokens=self.params.max_tokens)
+        data: dict[str, Any] = {
+            "prompt": prompt,
+            "response": result.value,
+            "sample": sample,
+            "teacher_model": teacher.backend.model,
+            "source": {"file": str(row.path), "line": row.line},
+        }
+        if self.params.system:
+            data["system"] = self.params.system
+        notes: dict[str, Any] = {}
+        status = "ok"
+        student_result: CallResult[Any] | None = None
+        if self.params.student:
+            student = ctx.engines["student"]
+            data["student_model"] = student.backend.model
+            try:
+                student_result = await student.complete(
+                    messages, sample=0, max_tokens=self.params.max_tokens
+                )
+            except (CallFailed, BackendFatal) as exc:
+                status, notes["student_error"] = "flagged", str(exc)[:300]
+                data["student_response"] = data["gap"] = None
+                ctx.count("student_failed")
+            else:
+                data["student_response"] = student_result.value
+                data["gap"] = gap(result.value, student_result.value)
+                notes["student_provenance"] = provenance(
+                    student, template, [student_result], max_tokens=self.params.max_tokens
+                ).to_dict()
+                # a rerun after a failed student call: point at the flagged record it replaces
+                flagged = stable_id(self.name, unit.id, result.key, None)
+                if flagged in ctx.run.existing:
+                    notes["supersedes"] = flagged
+        parents = (row.record_id,) if row.record_id else ()
+        return [
+            Record(
+                id=stable_id(self.name, unit.id, result.key, student_result and student_result.key),
+                task=self.name,
+                data=data,
+                provenance=provenance(
+                    teacher, template, [result], parents=parents, max_tokens=self.params.max_tokens
+                ),
+                status=status,
+                notes=notes,
+            )
+        ]

@@ -1,0 +1,282 @@
+"""Self-Instruct (Wang et al. 2022): bootstrap new tasks from a few seed tasks.
+
+Each round sends `batch` generation calls; each shows 8 example instructions (6 seeds and 2
+earlier machine tasks when there are any; more seeds early on) and asks the model to continue
+the numbered list. In call order, every candidate goes through the published filters (length,
+blocked words, "Write a program", leading punctuation, non-ASCII, then ROUGE-L > 0.7 against
+every earlier instruction, seeds included). Each kept instruction is classified, then the model
+writes instances for it: the label first for classification tasks, the input first otherwise.
+Instances go through their filters (input == output, empty output, cut off) and at most 5 are
+kept; a task left without one is dropped. Rounds repeat until `num_instructions` tasks are kept
+or `max_rounds` is reached (the shortfall is counted). Seeds are not re-emitted.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from itertools import zip_longest
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from synthloom import templates
+from synthloom.errors import UserError
+from synthloom.llm.engine import CallResult, Engine
+from synthloom.quality.self_instruct_filters import (
+    MAX_INSTANCES,
+    FilterCounter,
+    SelfInstructFilter,
+    filter_instances,
+    is_classification,
+    normalize_whitespace,
+    parse_instances,
+    parse_instruction_list,
+)
+from synthloom.records import Record, stable_id
+from synthloom.runner import RunContext
+from synthloom.sources import read_inputs
+from synthloom.tasks.base import Task, Unit, provenance
+
+DEFAULT_SEEDS = Path(__file__).resolve().parent.parent / "data" / "seed_tasks.jsonl"
+EXAMPLES = 8  # example instructions per generation prompt
+MACHINE_EXAMPLES = 2  # of which machine-generated, once there are any
+DEMOS = 2  # seed tasks shown as examples when generating instances
+CLASSIFY_DEMOS = 3  # seeds of each kind shown when asking "is it classification?"
+
+
+@dataclass(frozen=True)
+class SeedTask:
+    id: str
+    instruction: str
+    instances: tuple[tuple[str, str], ...]
+    is_classification: bool
+
+
+def load_seed_tasks(path: Path) -> list[SeedTask]:
+    """Seed tasks from a Self-Instruct JSONL file (or a synthloom run), with file:line errors.
+
+    Only "instruction" is required; "instances" defaults to none, "is_classification" to a
+    keyword guess, "id" to the record id or `file:line`.
+    """
+    seeds = []
+    for row in read_inputs(path, ["instruction"]):
+        where, d = f"{row.path}:{row.line}", row.data
+        if not isinstance(d["instruction"], str):
+            raise UserError(f'{where}: "instruction" must be a string')
+        instances = d.get("instances") or []
+        if not isinstance(instances, list) or not all(
+            isinstance(x, dict)
+            and isinstance(x.get("output"), str)
+            and isinstance(x.get("input", ""), str)
+            for x in instances
+        ):
+            raise UserError(
+                f'{where}: "instances" must be a list of {{"input": "...", "output": "..."}} objects'
+            )
+        flag = d.get("is_classification")
+        if flag is not None and not isinstance(flag, bool):
+            raise UserError(f'{where}: "is_classification" must be true or false')
+        seeds.append(
+            SeedTask(
+                id=str(d.get("id") or row.record_id or f"{row.path.name}:{row.line}"),
+                instruction=normalize_whitespace(d["instruction"]),
+                instances=tuple((x.get("input", ""), x["output"]) for x in instances),
+                is_classification=is_classification(d["instruction"], flag),
+            )
+        )
+    return seeds
+
+
+class Verdict(BaseModel):
+    answer: Literal["yes", "no"]
+
+
+class SelfInstructParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seeds: Path | None = Field(
+        None, description="seed tasks, JSONL in the Self-Instruct format (default: shipped set)"
+    )
+    num_instructions: int = Field(20, ge=1, description="new tasks to keep")
+    per_call: int = Field(
+        8, ge=1, le=50, description="new instructions asked for per call (Alpaca asks for 20)"
+    )
+    batch: int = Field(4, ge=1, description="generation calls per round")
+    max_rounds: int = Field(10, ge=1, description="stop after this many rounds")
+    classify: Literal["model", "keywords"] = Field(
+        "model", description="decide classification by asking the model, or by keywords"
+    )
+    max_tokens: int = Field(512, ge=16, description="longest answer per call")
+
+
+@dataclass(frozen=True)
+class _Prompt:
+    """One generation call: its index in the round and its in-context examples (id, text)."""
+
+    index: int
+    examples: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    instruction: str
+    prompt: _Prompt
+    generated: CallResult[Any]
+
+
+class SelfInstructTask(Task):
+    name = "self-instruct"
+    Params = SelfInstructParams
+
+    def __init__(self, params: SelfInstructParams) -> None:
+        self.params = params
+        self.seeds = load_seed_tasks(params.seeds or DEFAULT_SEEDS)
+        yes, no = (
+            [s for s in self.seeds if s.is_classification == k][:CLASSIFY_DEMOS]
+            for k in (True, False)
+        )
+        self.classify_demos = [s for pair in zip_longest(yes, no) for s in pair if s is not None]
+
+    def config(self) -> dict[str, Any]:
+        return self.params.model_dump(mode="json")
+
+    def total(self) -> int:
+        return self.params.batch
+
+    def _generate_sampling(self, n_examples: int) -> dict[str, Any]:
+        end = n_examples + self.params.per_call + 1  # stop before the item after the last
+        return {
+            "temperature": 0.7,
+            "max_tokens": self.params.max_tokens,
+            "stop": [f"\n{end}.", f"\n{end} ."],
+        }
+
+    async def execute(self, ctx: RunContext) -> None:
+        p, engine = self.params, ctx.engine
+        novelty = SelfInstructFilter()
+        novelty.add_existing(s.instruction for s in self.seeds)
+        machine: list[tuple[str, str]] = []  # (record id, instruction) of kept tasks
+        for rnd in range(1, p.max_rounds + 1):
+            need = p.num_instructions - len(machine)
+            if need <= 0:
+                break
+            ctx.count("rounds")
+            rng = random.Random(f"{engine.seed}:{rnd}")
+            prompts = [
+                Unit(f"r{rnd}:g{j}", _Prompt(j, self._examples(rng, machine)))
+                for j in range(p.batch)
+            ]
+            ctx.set_total(len(prompts), f"round {rnd}: instructions")
+            answers = await ctx.gather(prompts, lambda u: self._generate(engine, u))
+            accepted: list[Unit] = []
+            for unit, answer in zip(prompts, answers, strict=True):
+                if answer is None:
+                    continue
+                cut = answer.completion.finish_reason == "length"
+                candidates = parse_instruction_list(answer.value, cut_off=cut)
+                ctx.count("instructions_generated", len(candidates))
+                for text in candidates:
+                    if len(accepted) >= need:
+                        ctx.count("instructions_over_target")
+                    elif reason := novelty.offer(text):
+                        ctx.count(f"instructions_removed_{reason}")
+                    else:
+                        candidate = _Candidate(novelty.kept[-1], unit.payload, answer)
+                        accepted.append(Unit(f"r{rnd}:t{len(accepted)}", candidate))
+            ctx.count("instructions_kept", len(accepted))
+            ctx.set_total(len(accepted), f"round {rnd}: instances")
+            made = await ctx.gather(accepted, lambda u: self._task(engine, u))
+            for result in made:
+                if result is None:  # a failed call: already reported as a failed unit
+                    continue
+                record, counter = result
+                for reason, n in counter.removed.items():
+                    ctx.count(f"instances_removed_{reason}", n)
+                ctx.count("instances_kept", counter.kept)
+                if record is None:
+                    ctx.count("tasks_dropped_no_instances")
+                    continue
+                ctx.emit(record)
+                machine.append((record.id, record.data["instruction"]))
+        if len(machine) < p.num_instructions:
+            ctx.count("shortfall", p.num_instructions - len(machine))
+
+    def _examples(
+        self, rng: random.Random, machine: list[tuple[str, str]]
+    ) -> tuple[tuple[str, str], ...]:
+        chosen = rng.sample(machine, min(MACHINE_EXAMPLES, len(machine)))
+        humans = [(s.id, s.instruction) for s in self.seeds]
+        chosen += rng.sample(humans, min(EXAMPLES - len(chosen), len(humans)))
+        rng.shuffle(chosen)
+        return tuple(chosen)
+
+    async def _generate(self, engine: Engine, unit: Unit) -> CallResult[Any]:
+        prompt: _Prompt = unit.payload
+        start = len(prompt.examples) + 1
+        messages = templates.load("self_instruct_generate").messages(
+            examples=[text for _, text in prompt.examples],
+            n=self.params.per_call,
+            start=start,
+            end=start + self.params.per_call - 1,
+        )
+        sampling = self._generate_sampling(len(prompt.examples))
+        return await engine.complete(messages, sample=prompt.index, **sampling)
+
+    async def _task(self, engine: Engine, unit: Unit) -> tuple[Record | None, FilterCounter]:
+        c: _Candidate = unit.payload
+        results: list[CallResult[Any]] = [c.generated]
+        if self.params.classify == "model":
+            verdict = await engine.complete(
+                templates.load("self_instruct_classify").messages(
+                    demos=self.classify_demos, instruction=c.instruction
+                ),
+                schema=Verdict,
+                temperature=0.0,
+                max_tokens=32,
+            )
+            results.append(verdict)
+            is_cls = verdict.value.answer == "yes"
+        else:
+            is_cls = is_classification(c.instruction)
+        name = f"self_instruct_instances_{'output' if is_cls else 'input'}_first"
+        rng = random.Random(f"{engine.seed}:{unit.id}")
+        pool = [s for s in self.seeds if s.instances and s.is_classification == is_cls]
+        answer = await engine.complete(
+            templates.load(name).messages(
+                demos=rng.sample(pool, min(DEMOS, len(pool))),
+                instruction=c.instruction,
+                limit=MAX_INSTANCES,
+            ),
+            temperature=0.2,
+            max_tokens=self.params.max_tokens,
+            stop=[f"Example {MAX_INSTANCES + 1}", "\nTask:"],
+        )
+        results.append(answer)
+        counter = FilterCounter()
+        instances = filter_instances(
+            parse_instances(answer.value, output_first=is_cls),
+            answer.completion.finish_reason,
+            counter=counter,
+        )
+        if not instances:
+            return None, counter
+        record = Record(
+            id=stable_id(self.name, unit.id, c.instruction, answer.key),
+            task=self.name,
+            data={
+                "instruction": c.instruction,
+                "instances": [{"input": i, "output": o} for i, o in instances],
+                "is_classification": is_cls,
+            },
+            provenance=provenance(
+                engine,
+                templates.load("self_instruct_generate"),
+                results,
+                parents=tuple(id_ for id_, _ in c.prompt.examples),
+                **self._generate_sampling(len(c.prompt.examples)),
+            ),
+            notes={"instance_template": name, "classified_by": self.params.classify},
+        )
+        return record, counter

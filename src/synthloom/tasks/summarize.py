@@ -1,0 +1,194 @@
+"""Summaries: K candidate summaries per article, with lengths and styles crossed and cycled
+across the K, for human review or a judge.
+
+Every candidate of one article shares `data.group` (the article id) and carries `prompt`,
+`response` (the summary) and `response_id` (A, B, C... by candidate index), so a judge can
+rank the K summaries of an article like K responses to one prompt. `instruction` is exactly
+what the model was asked; `prompt` is the part all K candidates share: the same text when
+there is one length and one style, else without the varying length/style line (the judge
+loader requires one prompt text per group).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from itertools import product
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from synthloom import templates
+from synthloom.errors import UserError
+from synthloom.preference.dataset import response_letter
+from synthloom.records import Record, stable_id
+from synthloom.runner import RunContext
+from synthloom.sources import DOC_SUFFIXES, find_documents, read_inputs, read_text
+from synthloom.tasks.base import Task, Unit, provenance
+
+STYLE_HINTS = {
+    "neutral": "neutral and factual",
+    "plain-language": "plain language any adult can follow, no jargon",
+    "technical": "technical, keeping the article's precise terms and figures",
+}
+
+
+class SummarizeParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    input: Path = Field(
+        ..., description="a .txt/.md file, a directory of them, a .jsonl/.csv file or a run"
+    )
+    text_column: str = Field("text", description="JSONL/CSV column holding the article")
+    id_column: str | None = Field(None, description="JSONL/CSV column holding the article id")
+    title_column: str | None = Field(None, description="JSONL/CSV column holding the title")
+    k: int = Field(3, ge=1, description="candidate summaries per article")
+    lengths: list[str] = Field(["three sentences"], min_length=1, description="target lengths")
+    styles: list[str] = Field(["neutral"], min_length=1, description="styles")
+    max_chars: int = Field(6000, ge=200, description="longer articles are truncated")
+    max_tokens: int = Field(320, ge=16)
+
+
+@dataclass(frozen=True)
+class Article:
+    id: str
+    title: str | None
+    text: str  # truncated to max_chars
+    chars: int  # length before truncation
+    source: dict[str, Any]
+    parent: str | None = None
+
+    @property
+    def truncated(self) -> bool:
+        return self.chars > len(self.text)
+
+
+def truncate(text: str, max_chars: int) -> str:
+    """`text` cut to at most `max_chars`, at the last sentence (else word) end before it."""
+    if len(text) <= max_chars:
+        return text
+    head = text[:max_chars]
+    for pattern in (r"[.!?][\"')\]]*\s", r"\s"):
+        ends = [m.end() for m in re.finditer(pattern, head)]
+        if ends and ends[-1] > max_chars // 2:
+            return head[: ends[-1]].rstrip()
+    return head.rstrip()
+
+
+def load_articles(p: SummarizeParams) -> list[Article]:
+    raw: list[tuple[str, str | None, str, dict[str, Any], str | None]] = []
+    run_dir = p.input.is_dir() and (p.input / "records.jsonl").is_file()
+    if p.input.suffix.lower() in DOC_SUFFIXES or (p.input.is_dir() and not run_dir):
+        base = p.input if p.input.is_dir() else p.input.parent
+        for file in find_documents(p.input):
+            text = read_text(file).strip()
+            raw.append((file.relative_to(base).as_posix(), None, text, {"file": str(file)}, None))
+    else:
+        columns = [c for c in (p.text_column, p.id_column, p.title_column) if c]
+        for row in read_inputs(p.input, columns):
+            text = row.data[p.text_column]
+            if not isinstance(text, str):
+                raise UserError(f"{row.path}:{row.line}: column {p.text_column!r} is not text")
+            default_id = row.record_id or f"{row.path.name}:{row.line}"
+            article_id = str(row.data[p.id_column]) if p.id_column else default_id
+            title = str(row.data[p.title_column]) if p.title_column else None
+            source = {"file": str(row.path), "line": row.line}
+            raw.append((article_id, title, text.strip(), source, row.record_id))
+    seen: dict[str, dict[str, Any]] = {}
+    articles = []
+    for article_id, title, text, source, parent in raw:
+        if article_id in seen:
+            where = ":".join(str(v) for v in source.values())
+            raise UserError(
+                f"{where}: duplicate article id {article_id!r} (first at"
+                f" {':'.join(str(v) for v in seen[article_id].values())}); ids must be unique"
+            )
+        seen[article_id] = source
+        short = truncate(text, p.max_chars)
+        articles.append(Article(article_id, title, short, len(text), source, parent))
+    return articles
+
+
+class SummarizeTask(Task):
+    name = "summarize"
+    Params = SummarizeParams
+
+    def __init__(self, params: SummarizeParams) -> None:
+        self.params = params
+        self.articles = load_articles(params)
+        variants = list(product(params.lengths, params.styles))
+        self.variants = [variants[k % len(variants)] for k in range(params.k)]
+        lengths = {length for length, _ in self.variants}
+        styles = {style for _, style in self.variants}
+        # what every candidate of an article is asked alike goes in the shared `prompt`
+        self.shared = (
+            lengths.pop() if len(lengths) == 1 else None,
+            styles.pop() if len(styles) == 1 else None,
+        )
+
+    def config(self) -> dict[str, Any]:
+        return self.params.model_dump(mode="json")
+
+    def units(self) -> list[Unit]:
+        return [Unit(f"{a.id}:{k}", (a, k)) for a in self.articles for k in range(self.params.k)]
+
+    def total(self) -> int:
+        return len(self.articles) * self.params.k
+
+    async def execute(self, ctx: RunContext) -> None:
+        truncated = sum(a.truncated for a in self.articles)
+        if truncated:
+            ctx.count("articles_truncated", truncated)
+        await ctx.for_each(self.units(), lambda unit: self._summarize(ctx, unit))
+
+    async def _summarize(self, ctx: RunContext, unit: Unit) -> list[Record]:
+        article: Article = unit.payload[0]
+        k: int = unit.payload[1]
+        length, style = self.variants[k]
+        template = templates.load("summarize")
+
+        def render(length: str | None, style: str | None) -> list[dict[str, str]]:
+            hint = STYLE_HINTS.get(style, style) if style else None
+            return template.messages(
+                title=article.title, article=article.text, length=length, style=hint
+            )
+
+        messages = render(length, style)
+        shared = render(*self.shared)
+        engine = ctx.engine
+        result = await engine.complete(messages, sample=k, max_tokens=self.params.max_tokens)
+        summary: str = result.value
+        record = Record(
+            id=stable_id(self.name, unit.id, result.key),
+            task=self.name,
+            data={
+                "article_id": article.id,
+                "title": article.title,
+                "article": article.text,
+                "summary": summary,
+                "length": length,
+                "style": style,
+                "candidate": k,
+                "group": article.id,
+                "instruction": messages[-1]["content"],
+                "prompt": shared[-1]["content"],
+                "response": summary,
+                "response_id": response_letter(k),
+                "truncated": article.truncated,
+                "article_chars": article.chars,
+                "source": article.source,
+            },
+            provenance=provenance(
+                engine,
+                template,
+                [result],
+                parents=(article.parent,) if article.parent else (),
+                max_tokens=self.params.max_tokens,
+            ),
+        )
+        if len(summary.split()) >= len(article.text.split()):
+            record.status = "flagged"
+            record.notes["not_shorter"] = "the summary is not shorter than the article"
+            ctx.count("summaries_not_shorter_flagged")
+        return [record]

