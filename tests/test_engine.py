@@ -48,10 +48,38 @@ def test_structured_output_parsed_and_cached(tmp_path: Path, stub: StubServer) -
     assert first.value == second.value  # type: ignore[attr-defined]
     assert (requests, hits) == (1, 1)
     assert stub.stats.completed == 1
+
     # a new process (new cache object, same file) pays nothing either
-    cache = ResponseCache(tmp_path / "c.sqlite")
-    assert len(cache) == 1
-    cache.close()
+    async def again() -> tuple[int, int]:
+        cache = ResponseCache(tmp_path / "c.sqlite")
+        engine, backend = await _engine(stub.base_url, cache, concurrency=4)
+        await engine.complete([{"role": "user", "content": "rate it"}], schema=Answer)
+        await backend.close()
+        cache.close()
+        return engine.stats.requests, engine.stats.cache_hits
+
+    assert asyncio.run(again()) == (0, 1)
+    assert stub.stats.completed == 1
+
+
+def test_two_endpoints_serving_one_model_name_do_not_share_answers(
+    tmp_path: Path, stub: StubServer
+) -> None:
+    """A teacher and a student both called "stub" on different servers: each is asked."""
+
+    async def ask(url: str) -> int:
+        cache = ResponseCache(tmp_path / "c.sqlite")
+        engine, backend = await _engine(url, cache)
+        await engine.complete([{"role": "user", "content": "same prompt"}])
+        await backend.close()
+        cache.close()
+        return engine.stats.requests
+
+    with StubServer() as other:
+        assert asyncio.run(ask(stub.base_url)) == 1
+        assert asyncio.run(ask(other.base_url)) == 1
+        assert asyncio.run(ask(stub.base_url)) == 0  # each endpoint's answer is cached
+        assert stub.stats.completed == other.stats.completed == 1
 
 
 def test_invalid_output_is_retried_with_new_seed_then_reported(

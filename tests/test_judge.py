@@ -111,7 +111,9 @@ def test_pairwise_judge_sees_both_orders_and_position_bias_gives_no_pairs(
     assert summary.counters["all_tie_prompts"] == 1
     (ranking,) = rankings(tmp_path / "judge")
     assert ranking["order"] == "A = B = C = D"
-    assert ranking["annotator"] == "judge:stub-judge" and ranking["annotator_kind"] == "judge"
+    assert (
+        ranking["annotator"] == "judge:stub-judge:pairwise" and ranking["annotator_kind"] == "judge"
+    )
     data = preference_data_from_files(
         tmp_path / "responses.jsonl", [tmp_path / "judge" / "rankings.jsonl"]
     )

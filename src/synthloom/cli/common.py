@@ -97,8 +97,9 @@ def model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def default_out(command: str, task: Task, settings: ModelSettings) -> Path:
-    blob = json.dumps([task.config(), settings.identity()], sort_keys=True, default=str)
+def default_out(command: str, task: Task, settings: dict[str, ModelSettings]) -> Path:
+    identities = {role: s.identity() for role, s in settings.items()}
+    blob = json.dumps([task.config(), identities], sort_keys=True, default=str)
     return Path("runs") / f"{command}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
 
 
@@ -108,6 +109,6 @@ def run_from_cli(
     settings: ModelSettings | dict[str, ModelSettings],
     out: Path | None,
 ) -> Summary:
-    main = settings if isinstance(settings, ModelSettings) else settings["default"]
-    out = out or default_out(command, task, main)
+    roles = {"default": settings} if isinstance(settings, ModelSettings) else settings
+    out = out or default_out(command, task, roles)
     return run_task(task, settings, out, command=" ".join(shlex.quote(a) for a in sys.argv))

@@ -56,6 +56,11 @@ class Backend(ABC):
     async def complete(self, body: dict[str, Any], timeout: float) -> Completion:
         """Send one OpenAI-style chat request body; raise CallError on failure."""
 
+    def cache_identity(self) -> list[str]:
+        """What, besides the request body, decides the answer: part of every cache key.
+        Two endpoints serving models of the same name must not share answers."""
+        return [self.kind, self.model]
+
     def describe(self) -> dict[str, Any]:
         """What goes in the run manifest (never secrets)."""
         return {"backend": self.kind, "model": self.model}

@@ -54,6 +54,11 @@ class EmbeddedBackend(Backend):
         self._server: Any = None
         self._pool: ThreadPoolExecutor | None = None
 
+    def cache_identity(self) -> list[str]:
+        # The file name and size, not the full path: the bundled model lives in each venv's
+        # site-packages, and a fresh clone should still hit the user's cache.
+        return [self.kind, self.model, str(self.path.stat().st_size)]
+
     def describe(self) -> dict[str, Any]:
         return {
             "backend": self.kind,

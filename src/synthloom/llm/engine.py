@@ -117,7 +117,7 @@ class Engine:
         self._inflight: dict[str, asyncio.Future[tuple[Completion, bool]]] = {}
         self._rng = random.Random()
         self._fatal: CallError | None = None
-        self._identity = json.dumps([backend.kind, backend.model])
+        self._identity = json.dumps(backend.cache_identity())
 
     # -- public -------------------------------------------------------------------------
     async def complete(
@@ -128,6 +128,7 @@ class Engine:
         validate: Callable[[Any], Any] | None = None,
         sample: int = 0,
         parse_attempts: int = 3,
+        accept_truncated: bool = False,
         **sampling: Any,
     ) -> CallResult[Any]:
         """Ask the model; return the parsed answer (a `schema` instance, or text).
@@ -135,6 +136,8 @@ class Engine:
         An answer that does not parse, or that `validate` rejects (by raising ValueError),
         is counted and asked again with a new seed, up to `parse_attempts` times; then
         CallFailed("invalid_output") is raised. Transport failures are retried inside.
+        A text answer cut off by max_tokens counts as invalid unless `accept_truncated`
+        (then the caller sees `completion.finish_reason == "length"` and decides).
         """
         params = self.sampling.merged(**sampling)
         response_format = _response_format(schema) if schema is not None else None
@@ -151,7 +154,7 @@ class Engine:
             keys.append(key)
             completion, cached = await self._fetch(key, body)
             try:
-                value: Any = _parse(completion, schema)
+                value: Any = _parse(completion, schema, accept_truncated)
                 if validate is not None:
                     checked = validate(value)
                     if checked is not None:
@@ -254,12 +257,12 @@ def _response_format(schema: type[BaseModel]) -> dict[str, Any]:
     }
 
 
-def _parse(completion: Completion, schema: type[BaseModel] | None) -> Any:
+def _parse(completion: Completion, schema: type[BaseModel] | None, accept_truncated: bool) -> Any:
     if schema is None:
         text = completion.text.strip()
         if not text:
             raise ValueError("empty answer")
-        if completion.finish_reason == "length":
+        if completion.finish_reason == "length" and not accept_truncated:
             raise ValueError("answer cut off by max_tokens")
         return text
     return schema.model_validate_json(_strip_fences(completion.text))

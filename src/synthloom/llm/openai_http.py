@@ -50,7 +50,11 @@ class OpenAIBackend(Backend):
             self._headers["Authorization"] = f"Bearer {key}"
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._timeout: aiohttp.ClientTimeout | None = None
         self._url = f"{self.base_url}/chat/completions"
+
+    def cache_identity(self) -> list[str]:
+        return [self.kind, self.base_url, self.model]
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
@@ -82,10 +86,10 @@ class OpenAIBackend(Backend):
     async def complete(self, body: dict[str, Any], timeout: float) -> Completion:
         assert self._session is not None, "backend not started"
         payload = json.dumps({"model": self.model, **body}).encode()
+        if self._timeout is None or self._timeout.total != timeout:
+            self._timeout = aiohttp.ClientTimeout(total=timeout)
         try:
-            async with self._session.post(
-                self._url, data=payload, timeout=aiohttp.ClientTimeout(total=timeout)
-            ) as resp:
+            async with self._session.post(self._url, data=payload, timeout=self._timeout) as resp:
                 raw = await resp.read()
                 if resp.status != 200:
                     raise _status_error(resp.status, raw, resp.headers.get("Retry-After"))

@@ -119,7 +119,9 @@ class JudgeTask(Task):
             ctx.count("all_tie_prompts")
 
     def _annotator(self, ctx: RunContext) -> str:
-        return f"judge:{ctx.engine.backend.model}"
+        # The mode is part of the name: rating and pairwise runs of one model are two annotators.
+        mode = "" if self.params.mode == "rate" else f":{self.params.mode}"
+        return f"judge:{ctx.engine.backend.model}{mode}"
 
     def _sampling(self) -> dict[str, Any]:
         return {"max_tokens": self.params.max_tokens}

@@ -222,7 +222,11 @@ class SelfInstructTask(Task):
             end=start + self.params.per_call - 1,
         )
         sampling = self._generate_sampling(len(prompt.examples))
-        return await engine.complete(messages, sample=prompt.index, **sampling)
+        # A list cut off by max_tokens is usable: its last, unfinished task is dropped
+        # (parse_instruction_list with cut_off), as in the published pipeline.
+        return await engine.complete(
+            messages, sample=prompt.index, accept_truncated=True, **sampling
+        )
 
     async def _task(self, engine: Engine, unit: Unit) -> tuple[Record | None, FilterCounter]:
         c: _Candidate = unit.payload
@@ -252,6 +256,7 @@ class SelfInstructTask(Task):
             temperature=0.2,
             max_tokens=self.params.max_tokens,
             stop=[f"Example {MAX_INSTANCES + 1}", "\nTask:"],
+            accept_truncated=True,  # filter_instances drops the cut-off last instance
         )
         results.append(answer)
         counter = FilterCounter()
