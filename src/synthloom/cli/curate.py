@@ -18,7 +18,13 @@ def _print_counts(counts: dict[str, int]) -> None:
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("--field", required=True, help="The data field to compare, e.g. question.")
 @click.option("--exact-only", is_flag=True, help="Skip near-duplicate (MinHash) detection.")
-@click.option("--min-words", type=click.IntRange(0), default=0, show_default=True)
+@click.option(
+    "--min-words",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Also drop texts shorter than this many words.",
+)
 @click.option(
     "--out", type=click.Path(path_type=Path), required=True, help="Output .jsonl file or directory."
 )

@@ -239,8 +239,13 @@ def write_jsonl_atomic(rows: Iterable[Row], path: str | os.PathLike[str]) -> Pat
 
 def write_parquet_atomic(rows: Sequence[Row], path: str | os.PathLike[str]) -> Path:
     """Write rows as a Parquet table via a temp file and ``os.replace`` (needs pyarrow)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        from synthloom.errors import UserError
+
+        raise UserError("Parquet output needs pyarrow: pip install 'synthloom[hf]'") from None
 
     table = pa.Table.from_pylist(list(rows))
     return _atomic(path, lambda tmp: pq.write_table(table, tmp))
