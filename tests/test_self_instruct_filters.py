@@ -275,6 +275,16 @@ def test_parse_task_format() -> None:
     assert parse_instruction_list(text) == ["Find the odd one out.", "Suggest a title"]
 
 
+def test_parse_strips_a_repeated_number() -> None:
+    # small models sometimes number twice: "Task 9: 3. (Answer the riddle)"
+    text = "Task 9: 3. Answer the riddle.\n10. 2) 4. List 3 primes.\n11. 3 cats sat. Why?"
+    assert parse_instruction_list(text) == [
+        "Answer the riddle.",
+        "List 3 primes.",
+        "3 cats sat. Why?",
+    ]
+
+
 def test_parse_alpaca_format_and_preamble() -> None:
     text = (
         "Sure! Here are the tasks:\n"

@@ -259,6 +259,7 @@ _ITEM = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 _SEPARATOR = re.compile(r"^[ \t]*#{3,}[ \t]*$", re.MULTILINE)
+_NUMBER_AGAIN = re.compile(r"\A(?:\d+[ \t]*[.)][ \t]+)+")  # "9. 3. Do x" -> "Do x"
 
 
 def parse_instruction_list(text: str, cut_off: bool = False) -> list[str]:
@@ -276,7 +277,7 @@ def parse_instruction_list(text: str, cut_off: bool = False) -> list[str]:
     for i, match in enumerate(matches):
         end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
         label = (match.group(1) or "instruction").lower()
-        body = normalize_whitespace(text[match.end() : end])
+        body = _NUMBER_AGAIN.sub("", normalize_whitespace(text[match.end() : end]))
         if label == "instruction" and body:
             items.append(body)
     return items[:-1] if cut_off else items
