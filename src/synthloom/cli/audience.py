@@ -35,6 +35,7 @@ from synthloom.tasks.audience import DEFAULT_AUDIENCES, AudienceParams, Audience
     show_default=True,
     help="Responses per combination.",
 )
+@click.option("--length", help='How long each answer should be, e.g. "one short paragraph".')
 @model_options
 def audience(
     topics: str | None,
@@ -42,6 +43,7 @@ def audience(
     audiences: str | None,
     personas: str | None,
     samples: int,
+    length: str | None,
     settings: ModelSettings,
     out: Path | None,
 ) -> None:
@@ -56,6 +58,7 @@ def audience(
             audiences=split_list(audiences) if audiences else None,
             personas=split_list(personas) if personas else None,
             samples=samples,
+            length=length,
         )
     except ValidationError as exc:
         raise UserError(f"option {validation_message(exc)}") from None

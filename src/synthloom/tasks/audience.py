@@ -87,6 +87,9 @@ class AudienceParams(BaseModel):
     )
     personas: list[str] | None = Field(None, description='writers, e.g. "a patient teacher"')
     samples: int = Field(1, ge=1, description="responses per combination")
+    length: str | None = Field(
+        None, description='how long an answer should be, e.g. "one short paragraph"'
+    )
     max_tokens: int = Field(384, ge=16)
 
     @model_validator(mode="after")
@@ -138,7 +141,9 @@ class AudienceTask(Task):
         subject, audience, persona, sample = unit.payload
         instruction = subject.instruction(audience)
         template = templates.load("audience")
-        messages = template.messages(instruction=instruction, audience=audience, persona=persona)
+        messages = template.messages(
+            instruction=instruction, audience=audience, persona=persona, length=self.params.length
+        )
         engine = ctx.engine
         result = await engine.complete(messages, sample=sample, max_tokens=self.params.max_tokens)
         data: dict[str, Any] = {
