@@ -151,6 +151,15 @@ class Summary:
         return d
 
 
+def run_identity(task: Task, models: dict[str, ModelSettings]) -> dict[str, Any]:
+    """What makes a run the same job: a rerun with the same identity resumes its directory."""
+    return {
+        "task": task.name,
+        "config": task.config(),
+        "models": {role: s.identity() for role, s in models.items()},
+    }
+
+
 def run_task(
     task: Task,
     models: dict[str, ModelSettings] | ModelSettings,
@@ -163,12 +172,7 @@ def run_task(
     """Run `task` into the run directory `out`, resuming whatever an earlier run left there."""
     if isinstance(models, ModelSettings):
         models = {role: models for role in task.engine_roles()}
-    identity = {
-        "task": task.name,
-        "config": task.config(),
-        "models": {role: s.identity() for role, s in models.items()},
-    }
-    run = RunDir(out, command or task.name, identity)
+    run = RunDir(out, command or task.name, run_identity(task, models))
     backends = {role: make_backend(s) for role, s in models.items()}  # validates before any I/O
     return asyncio.run(_execute(task, models, backends, cache or cache_path(), run, show_progress))
 

@@ -61,9 +61,9 @@ class RunDir:
         self._file: IO[str] | None = None
         self._cache: ResponseCache | None = None
 
-    def open(self, cache: ResponseCache) -> None:
-        """Check the directory belongs to this job, load what is done, open for appending."""
-        self._cache = cache
+    def check(self) -> None:
+        """Raise UserError unless the directory is free or holds this same job (to resume).
+        Reads only; writes nothing."""
         manifest = self.path / MANIFEST
         if manifest.exists():
             try:
@@ -80,6 +80,11 @@ class RunDir:
             raise UserError(
                 f"{self.path} exists and is not a synthloom run directory; use another --out"
             )
+
+    def open(self, cache: ResponseCache) -> None:
+        """Check the directory belongs to this job, load what is done, open for appending."""
+        self._cache = cache
+        self.check()
         self.path.mkdir(parents=True, exist_ok=True)
         records = self.path / RECORDS
         if records.exists():

@@ -4,18 +4,35 @@ from pathlib import Path
 
 import click
 
-from synthloom.recipes.runner import run_recipe
-from synthloom.recipes.schema import load_recipe
-
 
 @click.command()
 @click.argument("recipe", type=click.Path(path_type=Path))
 @click.option("--step", "steps", multiple=True, help="Run only this step (repeatable).")
-@click.option("--check", is_flag=True, help="Validate the recipe and exit.")
-def run(recipe: Path, steps: tuple[str, ...], check: bool) -> None:
-    """Run a YAML recipe (a whole job: sources, tasks, models, filters, outputs)."""
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Output directory instead of the recipe's `out:` (steps write to DIR/<step name>/,"
+    " and `${out}` in params becomes DIR).",
+)
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Validate the recipe (keys, params, input files, models, output directories) and"
+    " exit without running or writing anything.",
+)
+def run(recipe: Path, steps: tuple[str, ...], out: Path | None, check: bool) -> None:
+    """Run a YAML recipe (a whole job: sources, tasks, models, filters, outputs).
+
+    The whole recipe is checked before the first step runs; a step that reads an earlier
+    step's output (${steps.NAME}) is checked when it runs. Relative paths resolve against
+    the current directory. Run it again to resume: finished calls come from the cache.
+    """
+    from synthloom.recipes.runner import check_recipe, run_recipe
+
+    only = list(steps) or None
     if check:
-        r, _ = load_recipe(recipe)
-        click.echo(f"{recipe}: ok ({len(r.steps)} steps)")
+        plan = check_recipe(recipe, only=only, out=out)
+        later = f"; checked when they run: {', '.join(plan.deferred)}" if plan.deferred else ""
+        click.echo(f"{recipe}: ok ({len(plan.steps)} steps{later})")
         return
-    run_recipe(recipe, only=list(steps) or None)
+    run_recipe(recipe, only=only, out=out)

@@ -11,13 +11,34 @@
       - name: clean
         task: dedup
         params: {input: "${steps.pairs}", field: question}
+      - name: sft
+        task: export
+        params: {input: "${steps.clean}", format: messages, path: "${out}/sft.jsonl"}
 
-Strings `${steps.NAME}` become that step's output directory. Every error names the file,
-the line and the key.
+In params, `${steps.NAME}` becomes the output directory of the earlier step NAME and `${out}`
+the recipe's output directory (`out:`, or `synthloom run --out DIR`; default
+`runs/<recipe file name>`). Relative paths, in `out:` and in params, resolve against the
+current directory, not the recipe's folder: run a recipe from the directory it was written
+for (the examples in `recipes/` from the repository root).
+
+Validation happens in two passes, both before anything runs or is written:
+1. `load_recipe`: the YAML, every key, model settings and each step's params (types, ranges,
+   unknown keys). Every error names the file, the line and the key.
+2. `check_recipe` (run by `run_recipe` and `synthloom run --check`): every step that does not
+   read an earlier step's output is built as it will run, so its input files are read and
+   checked (a missing column, an empty seed file, a single label with balancing), its model
+   settings are checked (a GGUF that is not there, an API-key variable that is not set, a
+   `models:` role the task does not use) and its output directory must be free or hold the
+   same job (to resume). Errors name the recipe file, the line and the step.
+A step that reads an earlier step's output (`${steps.NAME}`, where NAME runs in the same
+invocation) can only be fully checked when it runs, since that output does not exist yet; the
+steps before it will have written their outputs by then (a rerun resumes them from the cache).
+Export formats and output file names are checked for every step up front.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -110,10 +131,15 @@ def _first_error(exc: ValidationError) -> tuple[tuple[Any, ...], str]:
     return tuple(err.get("loc", ())), msg
 
 
-def load_recipe(path: Path) -> tuple[Recipe, dict[str, BaseModel]]:
-    """Parse and fully validate a recipe; returns it and each step's validated params."""
+def load_recipe(
+    path: Path | str, *, out: Path | str | None = None
+) -> tuple[Recipe, dict[str, BaseModel]]:
+    """Parse and validate a recipe (schema, keys, model settings, each step's params); returns
+    it and each step's validated params, with `${out}` and `${steps.NAME}` filled in.
+    `out` overrides the recipe's `out:`. Input files are not read here: see `check_recipe`."""
     from synthloom.settings import load_yaml
 
+    path = Path(path)
     data = load_yaml(path)
     root = yaml.compose(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict):
@@ -123,6 +149,8 @@ def load_recipe(path: Path) -> tuple[Recipe, dict[str, BaseModel]]:
     except ValidationError as exc:
         loc, msg = _first_error(exc)
         raise _fail(path, root, loc, msg) from None
+    if out is not None:
+        recipe.out = Path(out)
     try:
         ModelSettings.model_validate(recipe.model)
     except ValidationError as exc:
@@ -146,7 +174,7 @@ def load_recipe(path: Path) -> tuple[Recipe, dict[str, BaseModel]]:
             except ValidationError as exc:
                 loc, msg = _first_error(exc)
                 raise _fail(path, root, ("steps", i, *where.split("."), *loc), msg) from None
-        params = _substitute(step.params, names, path, root, i, recipe, path.parent)
+        params = _substitute(step.params, names, path, root, ("steps", i, "params"), recipe)
         try:
             validated[step.name] = params_model(step.task).model_validate(params)
         except ValidationError as exc:
@@ -156,9 +184,45 @@ def load_recipe(path: Path) -> tuple[Recipe, dict[str, BaseModel]]:
     return recipe, validated
 
 
+def out_dir(recipe: Recipe, recipe_path: Path) -> Path:
+    """The recipe's output directory: `out:`, else runs/<recipe file name without suffix>."""
+    return recipe.out or Path("runs") / recipe_path.stem
+
+
 def step_dir(recipe: Recipe, recipe_path: Path, name: str) -> Path:
-    base = recipe.out or Path("runs") / recipe_path.stem
-    return base / name
+    return out_dir(recipe, recipe_path) / name
+
+
+def references(step: Step) -> set[str]:
+    """Names of the earlier steps whose output this step reads (`${steps.NAME}`)."""
+    found: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+        elif isinstance(value, str):
+            found.update(m.group(1) for m in STEP_REF.finditer(value))
+
+    walk(step.params)
+    return found
+
+
+def locate(path: Path, loc: tuple[Any, ...]) -> str:
+    """`path:line` of the key at `loc` in the recipe file (or just `path`)."""
+    try:
+        root = yaml.compose(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        root = None
+    line = _line(root, loc)
+    return f"{path}:{line}" if line else str(path)
+
+
+VARIABLE = re.compile(r"\$\{(out|steps\.([^}]*))\}")
+STEP_REF = re.compile(r"\$\{steps\.([^}]*)\}")
 
 
 def _substitute(
@@ -166,20 +230,22 @@ def _substitute(
     earlier: set[str],
     path: Path,
     root: yaml.Node | None,
-    i: int,
+    loc: tuple[Any, ...],
     recipe: Recipe,
-    base: Path,
 ) -> Any:
     if isinstance(value, dict):
-        return {k: _substitute(v, earlier, path, root, i, recipe, base) for k, v in value.items()}
+        return {k: _substitute(v, earlier, path, root, (*loc, k), recipe) for k, v in value.items()}
     if isinstance(value, list):
-        return [_substitute(v, earlier, path, root, i, recipe, base) for v in value]
-    if isinstance(value, str) and "${steps." in value:
-        start = value.index("${steps.") + len("${steps.")
-        name = value[start : value.index("}", start)]
+        return [_substitute(v, earlier, path, root, (*loc, j), recipe) for j, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def fill(match: re.Match[str]) -> str:
+        if match.group(1) == "out":
+            return str(out_dir(recipe, path))
+        name = match.group(2)
         if name not in earlier:
-            raise _fail(
-                path, root, ("steps", i, "params"), f"${{steps.{name}}} names no earlier step"
-            )
-        return value.replace(f"${{steps.{name}}}", str(step_dir(recipe, path, name)))
-    return value
+            raise _fail(path, root, loc, f"${{steps.{name}}} names no earlier step")
+        return str(step_dir(recipe, path, name))
+
+    return VARIABLE.sub(fill, value)

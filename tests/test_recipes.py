@@ -1,0 +1,289 @@
+"""YAML recipes: every shipped example runs on the embedded model; bad recipes fail up front
+with one line naming the file, line and key, and write nothing; the Python API runs the same."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import synthloom
+from synthloom.errors import UserError
+from synthloom.testing.stub_server import StubServer
+from tests.conftest import synthloom as cli
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
+TASK_STEPS_SKIP = {"export", "dedup", "pairs"}
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
+
+
+def _fill(value: str, out: Path) -> Path:
+    """A recipe path with `${out}` and `${steps.NAME}` filled in for `--out out`."""
+    return Path(re.sub(r"\$\{steps\.([^}]*)\}", rf"{out}/\1", value.replace("${out}", str(out))))
+
+
+def test_every_task_has_an_example_recipe() -> None:
+    tasks = {s["task"] for r in RECIPES for s in yaml.safe_load(r.read_text())["steps"]}
+    for task in (
+        "qa",
+        "augment",
+        "self-instruct",
+        "evol",
+        "distill",
+        "summarize",
+        "audience",
+        "responses",
+        "judge",
+        "pairs",
+        "dedup",
+        "export",
+    ):
+        assert task in tasks, f"no recipe in recipes/ uses the {task} step"
+
+
+@pytest.mark.embedded
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
+def test_example_recipe_runs_on_the_embedded_model(recipe: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = cli("run", str(recipe.relative_to(REPO)), "--out", str(out), cwd=REPO, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    steps = yaml.safe_load(recipe.read_text())["steps"]
+    for step in steps:
+        params = step["params"]
+        if step["task"] not in TASK_STEPS_SKIP:
+            run = out / step["name"]
+            manifest = json.loads((run / "manifest.json").read_text())
+            summary = manifest["summary"]
+            assert manifest["status"] == "complete"
+            records = _lines(run / "records.jsonl")
+            failures = _lines(run / "failures.jsonl") if (run / "failures.jsonl").exists() else []
+            # every unit is accounted for: written, or reported failed with its cause
+            assert len(failures) == sum(summary["failures"].values())
+            assert all(f["cause"] for f in failures)
+            assert len(records) == summary["records_new"] and summary["units_ok"] >= 1
+            assert len({r["id"] for r in records}) == len(records)
+            for r in records:
+                if r.get("origin") == "human":  # an input example carried into the output
+                    assert r["provenance"] is None and r["notes"]["source"]
+                    continue
+                assert r["provenance"]["backend"] == "embedded" and r["provenance"]["template"]
+        elif step["task"] == "export":
+            rows = _lines(_fill(params["path"], out))
+            source = _lines(_fill(params["input"], out) / "records.jsonl")
+            assert rows
+            if params["format"] == "alpaca":  # one row per Self-Instruct instance
+                assert {r["instruction"] for r in rows} <= {
+                    r["data"]["instruction"] for r in source
+                }
+            else:  # one row per record
+                assert len(rows) <= len(source)
+        elif step["task"] == "pairs":
+            path = _fill(params["out"], out)
+            rows, ids = _lines(path), _lines(path.with_suffix(".ids.jsonl"))
+            assert len(rows) == len(ids)
+            assert all(set(r) == {"prompt", "chosen", "rejected"} for r in rows)
+            assert all(r["chosen"] != r["rejected"] for r in rows)
+            responses = _lines(_fill(params["responses"], out) / "records.jsonl")
+            prompts = {r["data"]["prompt_id"] for r in responses}
+            rankings = _lines(_fill(params["rankings"][0], out))
+            assert {r["prompt_id"] for r in rankings} == prompts  # one ranking per prompt
+        elif step["task"] == "dedup":
+            assert (out / step["name"] / "records.jsonl").exists()
+
+
+@pytest.mark.embedded
+def test_rerunning_a_recipe_resumes_from_the_cache(tmp_path: Path) -> None:
+    recipe = "recipes/summarize.yaml"
+    out = tmp_path / "out"
+    first = cli("run", recipe, "--out", str(out), cwd=REPO, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    sft = (out / "sft.jsonl").read_bytes()
+    again = cli("run", recipe, "--out", str(out), cwd=REPO, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    summary = json.loads((out / "summaries" / "manifest.json").read_text())["summary"]
+    assert summary["requests"] == 0 and summary["records_new"] == 0
+    assert (out / "sft.jsonl").read_bytes() == sft
+
+
+# --- bad recipes: one line, exit 2, nothing written ------------------------------------------
+
+
+def _write(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "recipe.yaml"
+    path.write_text(body, encoding="utf-8")
+    return path
+
+
+def _fails(tmp_path: Path, recipe: Path, *wanted: str, check: bool = False) -> str:
+    out = tmp_path / "out"
+    args = ["run", str(recipe), "--out", str(out)] + (["--check"] if check else [])
+    result = cli(*args, cwd=tmp_path, timeout=120)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for w in wanted:
+        assert w in lines[0], lines[0]
+    assert not out.exists(), "a failed recipe must write nothing"
+    return lines[0]
+
+
+def test_unknown_key_names_file_line_and_key(tmp_path: Path) -> None:
+    recipe = _write(
+        tmp_path,
+        "model: {backend: embedded}\n"
+        "steps:\n"
+        "  - name: pairs\n"
+        "    task: qa\n"
+        "    params:\n"
+        "      topic: returns\n"
+        "      colour: red\n",
+    )
+    _fails(tmp_path, recipe, f"{recipe}:7", "colour")
+    top = _write(
+        tmp_path,
+        "modle: {backend: embedded}\nsteps:\n  - {name: a, task: qa, params: {topic: x}}\n",
+    )
+    _fails(tmp_path, top, f"{top}:1", "modle")
+
+
+def test_missing_label_column_fails_before_any_step_runs(tmp_path: Path) -> None:
+    data = tmp_path / "reviews.csv"
+    data.write_text("text,category\nGreat phone.,positive\nBroke fast.,negative\n")
+    recipe = _write(
+        tmp_path,
+        "model: {backend: embedded}\n"
+        "steps:\n"
+        "  - name: first\n"
+        "    task: qa\n"
+        "    params: {topic: returns, n: 1}\n"
+        "  - name: aug\n"
+        "    task: augment\n"
+        f"    params: {{input: {data}}}\n",
+    )
+    # the qa step comes first, yet nothing runs: the augment input is checked up front
+    _fails(tmp_path, recipe, f"{recipe}:8", "aug", "label")
+
+
+def test_empty_seed_file_is_an_error(tmp_path: Path) -> None:
+    seeds = tmp_path / "seeds.jsonl"
+    seeds.write_text("")
+    recipe = _write(
+        tmp_path,
+        "model: {backend: embedded}\n"
+        "steps:\n"
+        "  - name: tasks\n"
+        "    task: self-instruct\n"
+        f"    params: {{seeds: {seeds}, num_instructions: 2}}\n",
+    )
+    _fails(tmp_path, recipe, f"{recipe}:5", "seeds.jsonl", "empty")
+
+
+def test_one_class_with_balancing_is_an_error(tmp_path: Path) -> None:
+    data = tmp_path / "reviews.csv"
+    data.write_text("text,label\nGreat phone.,positive\nLove it.,positive\n")
+    recipe = _write(
+        tmp_path,
+        "model: {backend: embedded}\n"
+        "steps:\n"
+        "  - name: aug\n"
+        "    task: augment\n"
+        f"    params: {{input: {data}, balance: true}}\n",
+    )
+    _fails(tmp_path, recipe, f"{recipe}:5", "positive", "balanc")
+    # --check finds the same, also without writing
+    _fails(tmp_path, recipe, "balanc", check=True)
+
+
+def test_reference_to_a_later_step_is_an_error(tmp_path: Path) -> None:
+    recipe = _write(
+        tmp_path,
+        "model: {backend: embedded}\n"
+        "steps:\n"
+        "  - name: clean\n"
+        "    task: dedup\n"
+        '    params: {input: "${steps.pairs}", field: question}\n'
+        "  - name: pairs\n"
+        "    task: qa\n"
+        "    params: {topic: returns}\n",
+    )
+    _fails(tmp_path, recipe, f"{recipe}:5", "${steps.pairs}")
+
+
+def test_unknown_step_name_and_missing_model_file(tmp_path: Path) -> None:
+    recipe = _write(
+        tmp_path,
+        "model: {backend: embedded, model: /nowhere/model.gguf}\n"
+        "steps:\n"
+        "  - name: pairs\n"
+        "    task: qa\n"
+        "    params: {topic: returns}\n",
+    )
+    result = cli("run", str(recipe), "--step", "nope", cwd=tmp_path)
+    assert result.returncode == 2 and "no step named 'nope'" in result.stderr
+    _fails(tmp_path, recipe, "/nowhere/model.gguf")
+
+
+def test_check_validates_without_writing(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = cli("run", "recipes/preference.yaml", "--check", "--out", str(out), cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert "ok (3 steps" in result.stdout
+    assert not out.exists()
+
+
+# --- the Python API --------------------------------------------------------------------------
+
+
+def _stub_recipe(tmp_path: Path, base_url: str) -> Path:
+    return _write(
+        tmp_path,
+        f"out: {tmp_path / 'from-recipe'}\n"
+        f"model: {{backend: openai, base_url: '{base_url}', model: stub, concurrency: 8}}\n"
+        "steps:\n"
+        "  - name: pairs\n"
+        "    task: qa\n"
+        "    params: {topic: product returns, n: 6}\n"
+        "  - name: clean\n"
+        "    task: dedup\n"
+        '    params: {input: "${steps.pairs}", field: question}\n'
+        "  - name: sft\n"
+        "    task: export\n"
+        '    params: {input: "${steps.clean}", format: messages, path: "${out}/sft.jsonl"}\n',
+    )
+
+
+def test_python_api_runs_a_recipe_and_resumes(tmp_path: Path) -> None:
+    with StubServer() as server:
+        recipe = _stub_recipe(tmp_path, server.base_url)
+        plan = synthloom.check_recipe(recipe)
+        assert [p.step.name for p in plan.steps] == ["pairs", "clean", "sft"]
+        assert plan.deferred == ["clean", "sft"]
+
+        out = tmp_path / "api"
+        results = synthloom.run_recipe(recipe, out=out, show_progress=False)
+        assert results["pairs"]["units_ok"] == 6 and results["pairs"]["requests"] == 6
+        assert results["sft"]["rows_out"] == results["clean"]["records_out"]
+        rows = _lines(out / "sft.jsonl")
+        assert len(rows) == results["clean"]["records_out"]
+        assert all([m["role"] for m in r["messages"]] == ["user", "assistant"] for r in rows)
+        assert not (tmp_path / "from-recipe").exists()  # out= overrides the recipe's out:
+
+        sent = server.stats.requests
+        again = synthloom.run_recipe(recipe, out=out, show_progress=False)
+        assert again["pairs"]["requests"] == 0 and again["pairs"]["records_new"] == 0
+        assert server.stats.requests == sent
+        assert _lines(out / "sft.jsonl") == rows
+
+
+def test_python_api_raises_user_error(tmp_path: Path) -> None:
+    recipe = _write(tmp_path, "steps:\n  - name: a\n    task: qa\n    params: {topic: x, n: 0}\n")
+    with pytest.raises(UserError, match=r"recipe.yaml:4.*n"):
+        synthloom.load_recipe(recipe)
