@@ -37,6 +37,7 @@ lint: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_engine.py
+	$(BIN)/python benchmarks/bench_embedded_side_by_side.py
 
 clean:
 	rm -rf runs build *.egg-info

