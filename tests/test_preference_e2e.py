@@ -70,7 +70,7 @@ def test_embedded_responses_judge_pairs(
 ) -> None:
     monkeypatch.setenv("SYNTHLOOM_CACHE", str(tmp_path / "cache.sqlite"))
     started = time.monotonic()
-    model = ["--slots", "4", "--max-tokens", "64"]
+    model = ["--slots", "4", "--threads", "2", "--max-tokens", "64"]
     resp, jdg, dpo = tmp_path / "responses", tmp_path / "judge", tmp_path / "dpo.jsonl"
     main(
         ["responses", "-k", "4", "--styles", "concise,simple,friendly,technical"]
