@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,24 @@ def test_config_file_sets_defaults_and_rejects_unknown_keys(tmp_path: Path) -> N
 def test_qa_needs_exactly_one_source(tmp_path: Path, args: list[str]) -> None:
     out = tmp_path / "out"
     _one_line_error(synthloom(*args, "--out", str(out)), out)
+
+
+def test_show_prints_records_literally_and_marks_cut_text(tmp_path: Path) -> None:
+    long = "word " * 140  # 700 characters: shown up to 600, the rest counted
+    rows = [
+        {"id": "a1", "task": "qa", "status": "ok", "data": {"question": "[bold red]hi[/]"}},
+        {"id": "b2", "task": "qa", "status": "flagged", "data": {"answer": long}},
+    ]
+    path = tmp_path / "records.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + "not json\n")
+    result = synthloom("show", str(tmp_path), "-n", "2", env={"COLUMNS": "2000"})
+    assert result.returncode == 0, result.stderr
+    assert "[bold red]hi[/]" in result.stdout  # generated text is not rich markup
+    assert "qa b2 (flagged)" in result.stdout
+    assert "… [100 more characters in the file]" in result.stdout
+
+    bad = synthloom("show", str(tmp_path), "-n", "5")
+    assert (
+        bad.returncode == 2
+        and bad.stderr.strip() == f"synthloom: error: {path}:3: not a JSON record"
+    )

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from synthloom.errors import BackendFatal
 from synthloom.llm.cache import ResponseCache
@@ -109,6 +109,34 @@ def test_invalid_output_is_retried_with_new_seed_then_reported(
     assert len(seeds) == 3 and len(set(seeds)) == 3
     assert engine.stats.invalid_outputs == 3
     assert engine.stats.failures["invalid_output"] == 1
+
+
+class Bounded(BaseModel):
+    answer: str = Field(max_length=40)
+
+
+def test_answer_cut_at_the_schema_length_limit_is_retried_then_reported(
+    tmp_path: Path, stub: StubServer
+) -> None:
+    """Constrained decoding closes a string at maxLength mid-word; that is not an answer."""
+    answers = iter(["x" * 40, "A complete answer.", "y" * 40, "y" * 40, "y" * 40])
+    stub.configure(responder=lambda body: json.dumps({"answer": next(answers)}))
+
+    async def go() -> tuple[str, str, Engine]:
+        cache = ResponseCache(tmp_path / "c.sqlite")
+        engine, backend = await _engine(stub.base_url, cache)
+        msgs = [{"role": "user", "content": "x"}]
+        ok = await engine.complete(msgs, schema=Bounded, parse_attempts=3)
+        with pytest.raises(CallFailed) as err:
+            await engine.complete(msgs, schema=Bounded, parse_attempts=3, sample=1)
+        await backend.close()
+        cache.close()
+        return ok.value.answer, err.value.detail, engine
+
+    answer, detail, engine = asyncio.run(go())
+    assert answer == "A complete answer."  # the 40-character one was asked again
+    assert "answer: cut off at its 40-character limit" in detail
+    assert engine.stats.invalid_outputs == 4 and engine.stats.failures["invalid_output"] == 1
 
 
 def test_retry_after_is_honoured_and_concurrency_backs_off(

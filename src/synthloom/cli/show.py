@@ -10,6 +10,8 @@ from rich.text import Text
 
 from synthloom.errors import UserError
 
+SHOWN_CHARS = 600  # per field; longer text is cut on screen (never in the files)
+
 
 @click.command()
 @click.argument("run", type=click.Path(path_type=Path))
@@ -37,5 +39,8 @@ def show(run: Path, limit: int) -> None:
             table.add_column()
             for key, value in (record.get("data") or {}).items():
                 shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-                table.add_row(key, Text(shown[:600]))  # Text(): generated text is never markup
+                if len(shown) > SHOWN_CHARS:
+                    more = len(shown) - SHOWN_CHARS
+                    shown = f"{shown[:SHOWN_CHARS]}… [{more} more characters in the file]"
+                table.add_row(key, Text(shown))  # Text(): generated text is never markup
             console.print(table)

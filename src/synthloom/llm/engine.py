@@ -265,7 +265,26 @@ def _parse(completion: Completion, schema: type[BaseModel] | None, accept_trunca
         if completion.finish_reason == "length" and not accept_truncated:
             raise ValueError("answer cut off by max_tokens")
         return text
-    return schema.model_validate_json(_strip_fences(completion.text))
+    value = schema.model_validate_json(_strip_fences(completion.text))
+    _reject_cut_strings(value)
+    return value
+
+
+def _reject_cut_strings(value: BaseModel) -> None:
+    """A string exactly as long as its field's max_length was cut there.
+
+    Constrained decoding (llama.cpp's grammar, vLLM's guided decoding) closes a string at the
+    schema's maxLength mid-word, and the answer still parses; without this check a rambling
+    model's answers would be kept with their ends missing.
+    """
+    for name, info in type(value).model_fields.items():
+        text = getattr(value, name)
+        if not isinstance(text, str):
+            continue
+        for rule in info.metadata:
+            limit = getattr(rule, "max_length", None)
+            if limit is not None and len(text) >= limit:
+                raise ValueError(f"{name}: cut off at its {limit}-character limit")
 
 
 def _strip_fences(text: str) -> str:
