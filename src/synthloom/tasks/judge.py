@@ -138,7 +138,10 @@ class JudgeTask(Task):
         calls = (
             ctx.engine.complete(
                 template.messages(
-                    prompt=group.prompt, response=group.responses[rid], aspects=aspects
+                    prompt=group.prompt,
+                    response=group.responses[rid],
+                    aspects=aspects,
+                    rationale_chars=self.params.rationale_chars,
                 ),
                 schema=self.rating,
                 **self._sampling(),
@@ -211,6 +214,7 @@ class JudgeTask(Task):
                 first=group.responses[first],
                 second=group.responses[second],
                 criteria=criteria,
+                rationale_chars=self.params.rationale_chars,
             )
             return ctx.engine.complete(messages, schema=self.verdict, **self._sampling())
 
