@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import tempfile
 import threading
@@ -109,10 +108,9 @@ def http_part(n_fast: int, trials: int) -> list[dict[str, object]]:
 
 
 def embedded_part(slots: int, n: int, max_tokens: int) -> dict[str, object]:
-    from synthloom.llm.embedded import SPINCOUNT, EmbeddedBackend, default_model_path
+    from synthloom.llm.embedded import EmbeddedBackend, default_model_path, load_xllamacpp
 
-    os.environ.setdefault("GOMP_SPINCOUNT", SPINCOUNT)  # as the backend does, for both sides
-    import xllamacpp
+    xllamacpp = load_xllamacpp()  # as the backend loads it, for both sides
 
     path = str(default_model_path())
     bodies = [

