@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,22 @@ from typing import Any
 from synthloom.errors import UserError
 
 DOC_SUFFIXES = (".txt", ".md", ".markdown")
+
+
+def _raise_csv_field_limit() -> int:
+    """Let CSV cells be as large as the platform allows (the default is 128 KiB, and a longer
+    cell, e.g. a whole article, raised "field larger than field limit"). The limit is a C long:
+    sys.maxsize overflows where a long is 32 bits, so step down until it fits."""
+    limit = sys.maxsize
+    while True:
+        try:
+            csv.field_size_limit(limit)
+            return limit
+        except OverflowError:
+            limit //= 2
+
+
+CSV_FIELD_LIMIT = _raise_csv_field_limit()  # every CSV reader in synthloom goes through here
 
 
 def read_text(path: Path) -> str:
