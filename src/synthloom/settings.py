@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from synthloom.errors import UserError
 
@@ -39,12 +40,38 @@ class ModelSettings(BaseModel):
         None, ge=1, le=512, description="embedded: CPU threads (default: one per core)"
     )
 
+    @field_validator("base_url")
+    @classmethod
+    def _no_credentials(cls, url: str) -> str:
+        problem = base_url_problem(url)
+        if problem:
+            raise ValueError(problem)
+        return url
+
     def identity(self) -> dict[str, Any]:
         """The settings that change answers (part of a run's identity)."""
         keys = {"backend", "model", "seed", "temperature", "top_p", "max_tokens"}
         if self.backend == "openai":
             keys.add("base_url")
         return self.model_dump(include=keys)
+
+
+def base_url_problem(url: str) -> str | None:
+    """Why `url` cannot be a base URL, or None. A user name or password in the URL would be
+    sent to the server in clear and written to the run manifest: the key belongs in the
+    environment. The message never repeats the URL (it holds the secret)."""
+    try:
+        parts = urlsplit(url)
+        has_credentials = parts.username is not None or parts.password is not None
+    except ValueError:  # e.g. a bad port or bracketed host
+        return "the base URL is not a valid URL; give it as http(s)://host[:port]/v1"
+    if has_credentials:
+        return (
+            "the base URL must not contain a user name or password ('user:pass@');"
+            " remove it and put the API key in the environment variable named by"
+            " --api-key-env (default OPENAI_API_KEY)"
+        )
+    return None
 
 
 SETTING_NAMES = tuple(ModelSettings.model_fields)
@@ -103,7 +130,7 @@ def validation_message(exc: ValidationError) -> str:
     """One line for the first pydantic error: `key.path: what is wrong`."""
     err = exc.errors()[0]
     loc = ".".join(str(x) for x in err.get("loc", ()))
-    msg = err.get("msg", "invalid value")
+    msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
     if err.get("type") == "extra_forbidden":
         msg = "unknown key"
     return f"{loc}: {msg}" if loc else msg

@@ -17,6 +17,7 @@ import aiohttp
 
 from synthloom.errors import BackendFatal, UserError
 from synthloom.llm.base import Backend, CallError, Completion
+from synthloom.settings import base_url_problem
 
 _OVERLOAD = {429, 503}
 _FATAL = {401, 403, 404}
@@ -34,8 +35,12 @@ class OpenAIBackend(Backend):
         api_key_required: bool = False,
         max_connections: int = 256,
     ) -> None:
+        problem = base_url_problem(base_url)
+        if problem:
+            raise UserError(f"--base-url: {problem}")
         if not base_url.startswith(("http://", "https://")):
-            raise UserError(f"--base-url must start with http:// or https:// (got {base_url!r})")
+            shown = base_url.rsplit("@", 1)[-1]  # never echo what may be a password
+            raise UserError(f"--base-url must start with http:// or https:// (got {shown!r})")
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.api_key_env = api_key_env
