@@ -42,10 +42,10 @@ def stub_settings(server: StubServer, model: str, **extra: Any) -> ModelSettings
 
 @pytest.mark.embedded
 def test_embedded_teacher_stub_student(tmp_path: Path) -> None:
-    task = DistillTask(DistillParams(input=prompts_file(tmp_path), student=True, max_tokens=160))
+    task = DistillTask(DistillParams(input=prompts_file(tmp_path), student=True))
     with StubServer(responder=student_text) as server:
         models = {
-            "teacher": ModelSettings(backend="embedded", slots=2, seed=0),
+            "teacher": ModelSettings(backend="embedded", slots=2, seed=0, max_tokens=160),
             "student": stub_settings(server, "student"),
         }
         summary = run_task(
@@ -213,14 +213,3 @@ def test_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
     data.write_text('{"prompt": 3}\n')
     assert "not text" in one_line_error(capsys, ["distill", "--input", str(data)], out)
-
-
-def test_same_model_name_at_two_endpoints_is_refused(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    data = prompts_file(tmp_path)
-    args = [
-        "distill", "--input", str(data), "--backend", "openai", "--model", "m",
-        "--base-url", "http://127.0.0.1:1/v1", "--student-base-url", "http://127.0.0.1:2/v1",
-    ]  # fmt: skip
-    assert "cache cannot tell them apart" in one_line_error(capsys, args, tmp_path / "out")

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import os
+import subprocess
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from synthloom.errors import UserError, is_path_error, path_error
+from synthloom.llm.base import Completion
+from synthloom.llm.cache import ResponseCache
+from synthloom.testing.stub_server import StubServer
 from tests.conftest import synthloom
 
 
@@ -63,3 +75,102 @@ def test_credentials_in_config_file_are_refused(tmp_path: Path) -> None:
     line = _one_error_line(result.stderr)
     assert "synthloom.yaml" in line and "user name or password" in line
     assert "hunter2" not in result.stderr
+
+
+# -- unwritable output and cache paths ---------------------------------------------------------
+# Tests run as root, which ignores permission bits, so the paths are made unwritable for
+# everyone: a directory wanted where a regular file already is.
+
+
+def _qa(stub: StubServer, out: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return synthloom(
+        "qa", "--topic", "returns", "-n", "1", "--backend", "openai",
+        "--base-url", stub.base_url, "--out", str(out), env=env,
+    )  # fmt: skip
+
+
+def test_run_directory_under_a_file_is_a_user_error(tmp_path: Path, stub: StubServer) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory\n")
+    result = _qa(stub, blocker / "sub")
+    assert result.returncode == 2
+    line = _one_error_line(result.stderr)
+    assert f"{blocker / 'sub'}" in line and f"{blocker} is a file, not a directory" in line
+    assert blocker.read_text() == "not a directory\n"
+
+
+def test_run_directory_that_is_a_file_is_a_user_error(tmp_path: Path, stub: StubServer) -> None:
+    out = tmp_path / "run"
+    out.write_text("x\n")
+    result = _qa(stub, out)
+    assert result.returncode == 2
+    assert f"{out} is a file, not a directory" in _one_error_line(result.stderr)
+
+
+def test_cache_under_a_file_is_a_user_error(tmp_path: Path, stub: StubServer) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x\n")
+    result = _qa(stub, tmp_path / "run", SYNTHLOOM_CACHE=str(blocker / "cache.sqlite"))
+    assert result.returncode == 2
+    assert f"{blocker} is a file, not a directory" in _one_error_line(result.stderr)
+    assert stub.stats.requests == 0  # refused before any call
+
+
+def test_cache_that_is_not_a_database_is_a_user_error(tmp_path: Path, stub: StubServer) -> None:
+    cache = tmp_path / "cache.sqlite"
+    cache.write_text("this is not SQLite\n" * 100)
+    result = _qa(stub, tmp_path / "run", SYNTHLOOM_CACHE=str(cache))
+    assert result.returncode == 2
+    line = _one_error_line(result.stderr)
+    assert str(cache) in line and "SYNTHLOOM_CACHE" in line
+
+
+def test_a_full_disk_stops_the_writer_with_a_user_error(tmp_path: Path) -> None:
+    """ENOSPC (here from /dev/full) in the writer thread: flush() reports it, never hangs."""
+    cache = ResponseCache(tmp_path / "cache.sqlite")
+    sink = open("/dev/full", "w")  # noqa: SIM115 - closed below
+
+    def write() -> None:
+        sink.write("record\n")
+        sink.flush()
+
+    try:
+        cache.submit(write)
+        done: list[BaseException] = []
+        waiter = threading.Thread(target=lambda: _catch(cache.flush, done), daemon=True)
+        waiter.start()
+        waiter.join(10)
+        assert not waiter.is_alive(), "flush() hung after the writer failed"
+        (error,) = done
+        assert isinstance(error, UserError) and "No space left on device" in str(error)
+        assert "free some disk space" in str(error)
+        with pytest.raises(UserError):  # later writes are refused at once
+            cache.put("0" * 64, Completion("x", "stop", 1, 1, 0.0))
+    finally:
+        with contextlib.suppress(UserError):
+            cache.close()
+        with contextlib.suppress(OSError):
+            sink.close()
+
+
+def _catch(fn: Callable[[], object], into: list[BaseException]) -> None:
+    try:
+        fn()
+    except BaseException as exc:  # noqa: BLE001 - handed to the test
+        into.append(exc)
+
+
+@pytest.mark.parametrize(
+    ("code", "fix"),
+    [
+        (errno.EACCES, "check its permissions"),
+        (errno.EROFS, "read-only"),
+        (errno.ENOSPC, "free some disk space"),
+    ],
+)
+def test_path_error_names_path_reason_and_fix(code: int, fix: str) -> None:
+    exc = OSError(code, os.strerror(code), "/data/runs/x")
+    assert is_path_error(exc)
+    message = str(path_error(exc))
+    assert message.startswith("cannot write /data/runs/x: " + os.strerror(code))
+    assert fix in message and "\n" not in message

@@ -22,6 +22,17 @@ def stable_id(*parts: Any) -> str:
 
 
 @dataclass(frozen=True)
+class Turn:
+    """What a record teaches a model: a prompt (with an optional separate `input`, as Alpaca
+    keeps it) and the response; exports turn it into each training format."""
+
+    prompt: str
+    response: str
+    system: str | None = None
+    input: str = ""
+
+
+@dataclass(frozen=True)
 class Provenance:
     backend: str
     model: str

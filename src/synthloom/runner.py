@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from synthloom.errors import BackendFatal, RunFailed
+from synthloom.errors import BackendFatal, RunFailed, is_path_error, path_error
 from synthloom.llm.base import Backend
 from synthloom.llm.cache import ResponseCache
 from synthloom.llm.engine import CallFailed, Engine, Sampling
@@ -174,7 +174,19 @@ def run_task(
         models = {role: models for role in task.engine_roles()}
     run = RunDir(out, command or task.name, run_identity(task, models))
     backends = {role: make_backend(s) for role, s in models.items()}  # validates before any I/O
-    return asyncio.run(_execute(task, models, backends, cache or cache_path(), run, show_progress))
+    try:
+        return asyncio.run(
+            _execute(task, models, backends, cache or cache_path(), run, show_progress)
+        )
+    except OSError as exc:  # an unwritable, full or read-only run directory: the user's to fix
+        if is_path_error(exc):
+            raise path_error(exc) from None
+        raise
+    except BaseExceptionGroup as group:  # the same, raised inside the task's workers
+        first = group.exceptions[0]
+        if isinstance(first, OSError) and is_path_error(first):
+            raise path_error(first) from None
+        raise
 
 
 async def _start(backends: dict[str, Backend]) -> None:
@@ -193,6 +205,11 @@ async def _start(backends: dict[str, Backend]) -> None:
 
 async def _execute(
     task: Task,
+async def _close(backends: dict[str, Backend]) -> None:
+    for backend in backends.values():
+        await backend.close()
+
+
     models: dict[str, ModelSettings],
     backends: dict[str, Backend],
     cache_file: Path,
@@ -200,12 +217,16 @@ async def _execute(
     show_progress: bool,
 ) -> Summary:
     await _start(backends)
-    cache = ResponseCache(cache_file)
     try:
-        run.open(cache)
+        cache = ResponseCache(cache_file)
     except BaseException:
         cache.close()
         for backend in backends.values():
+        await _close(backends)
+        raise
+    try:
+        run.open(cache)
+    except BaseException as exc:
             await backend.close()
         raise
     started = time.monotonic()
@@ -228,8 +249,9 @@ async def _execute(
     finally:
         if progress is not None:
             progress.stop()
-        for backend in backends.values():
-            await backend.close()
+        await _close(backends)
+        if isinstance(exc, OSError) and is_path_error(exc):
+            raise path_error(exc, "cannot write the run directory") from None
         summary = _summary(status, run, ctx, time.monotonic() - started)
         run.close(status, summary.as_dict())
         cache.close()

@@ -18,26 +18,40 @@ class ModelSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    backend: Literal["embedded", "openai"] = "embedded"
-    base_url: str = "http://127.0.0.1:8000/v1"
-    model: str | None = Field(None, description="model name (openai) or GGUF path (embedded)")
+    backend: Literal["embedded", "openai"] = Field(
+        "embedded", description="where the model runs: in this process, or an HTTP endpoint"
+    )
+    base_url: str = Field(
+        "http://127.0.0.1:8000/v1", description="OpenAI-compatible endpoint (backend openai)"
+    )
+    model: str | None = Field(
+        None,
+        description="model name (openai) or GGUF path (embedded; default: bundled SmolLM2-135M)",
+    )
     api_key_env: str | None = Field(
         None,
-        description="env var with the API key; if named it must be set (default: OPENAI_API_KEY if set)",
+        description="name of the environment variable holding the API key; if named it must be"
+        " set (default: OPENAI_API_KEY if set)",
     )
-    concurrency: int = Field(16, ge=1, le=4096)
-    seed: int | None = 0
-    temperature: float | None = Field(None, ge=0, le=2)
-    top_p: float | None = Field(None, gt=0, le=1)
-    max_tokens: int | None = Field(None, ge=1)
-    rpm: float | None = Field(None, gt=0, description="requests per minute limit")
-    tpm: float | None = Field(None, gt=0, description="tokens per minute limit")
+    concurrency: int = Field(16, ge=1, le=4096, description="most calls in flight (openai)")
+    seed: int | None = Field(0, description="sampling seed; change it to get new samples")
+    temperature: float | None = Field(None, ge=0, le=2, description="sampling temperature")
+    top_p: float | None = Field(None, gt=0, le=1, description="nucleus sampling")
+    max_tokens: int | None = Field(
+        None, ge=1, description="longest answer per call, in tokens (default: the task's)"
+    )
+    rpm: float | None = Field(None, gt=0, description="requests-per-minute limit")
+    tpm: float | None = Field(None, gt=0, description="tokens-per-minute limit")
     timeout: float = Field(120.0, gt=0, description="seconds per call")
-    max_retries: int = Field(6, ge=0)
+    max_retries: int = Field(6, ge=0, description="retries per call")
     retry_backoff: float = Field(0.5, gt=0, description="seconds before the first retry; doubles")
-    slots: int = Field(4, ge=1, le=64, description="embedded: parallel llama.cpp slots")
+    slots: int = Field(4, ge=1, le=64, description="parallel llama.cpp slots (embedded)")
     threads: int | None = Field(
-        None, ge=1, le=512, description="embedded: CPU threads (default: one per core)"
+        None,
+        ge=1,
+        le=512,
+        description="CPU threads (embedded); use fewer to run two jobs side by side"
+        " (default: one per core)",
     )
 
     @field_validator("base_url")
@@ -134,3 +148,18 @@ def validation_message(exc: ValidationError) -> str:
     if err.get("type") == "extra_forbidden":
         msg = "unknown key"
     return f"{loc}: {msg}" if loc else msg
+
+
+def role_settings(main: ModelSettings, overrides: dict[str, Any], *, where: str = "") -> ModelSettings:
+    """The settings of another model role (a judge, a student): the main model's, with
+    `overrides`. A base URL alone means an OpenAI-compatible endpoint; on another backend the
+    main model's name means nothing, so it is not inherited."""
+    backend = overrides.get("backend") or ("openai" if overrides.get("base_url") else main.backend)
+    update: dict[str, Any] = {"backend": backend}
+    if backend != main.backend:
+        update["model"] = None
+    update.update(overrides)
+    try:
+        return ModelSettings.model_validate(main.model_dump() | update)
+    except ValidationError as exc:
+        raise UserError(f"{where}{validation_message(exc)}") from None

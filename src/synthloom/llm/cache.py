@@ -25,6 +25,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from synthloom.errors import UserError, is_path_error, path_error
 from synthloom.llm.base import Completion
 
 _SCHEMA = """
@@ -52,10 +53,13 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 class ResponseCache:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._read = _connect(path)
-        self._read.execute(_SCHEMA)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._read = _connect(path)
+            self._read.execute(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise self._user_error(exc) from None
         self._pending: dict[str, Completion] = {}
         self._known: set[int] | None = None  # prefixes stored before this process wrote
         self._added: set[int] = set()  # prefixes this process put
@@ -92,6 +96,8 @@ class ResponseCache:
         self._enqueue(fn)
 
     def _enqueue(self, item: object) -> None:
+        if self._error is not None:  # the writer stopped (disk full...): stop the run now
+            raise self._user_error(self._error)
         self._buffer.append(item)
         if len(self._buffer) >= _BATCH_ITEMS:
             self._hand_over()
@@ -116,9 +122,11 @@ class ResponseCache:
         done = threading.Event()
         self._buffer.append(done.set)
         self._hand_over()
-        done.wait()
+        while not done.wait(0.1):
+            if not self._thread.is_alive():  # it stopped on an error: nothing will come
+                break
         if self._error:
-            raise self._error
+            raise self._user_error(self._error)
 
     def close(self) -> None:
         self._buffer.append(_STOP)
@@ -126,7 +134,19 @@ class ResponseCache:
         self._thread.join()
         self._read.close()
         if self._error:
-            raise self._error
+            raise self._user_error(self._error)
+
+    def _user_error(self, exc: BaseException) -> BaseException:
+        """A full or read-only disk, or an unwritable cache or output path, is the user's to
+        fix (one line, exit 2); anything else stays what it is."""
+        if isinstance(exc, OSError) and is_path_error(exc):
+            return path_error(exc)
+        if isinstance(exc, sqlite3.Error):
+            return UserError(
+                f"cannot use the response cache {self.path}: {exc}; set SYNTHLOOM_CACHE to a"
+                " file in a writable directory (with free space)"
+            )
+        return exc
 
     def __len__(self) -> int:
         return int(self._read.execute("SELECT count(*) FROM calls").fetchone()[0])

@@ -1,22 +1,41 @@
-"""What a task is: build prompts, call the model through the engine, turn answers into records.
+"""The task contract: what a generation task declares, and what the base does for it.
 
-Tasks know nothing of threads, retries, caches or files. `execute` receives a RunContext and
-uses `ctx.for_each` (records stream out as units finish) or `ctx.gather` (results in order,
-for tasks that work in rounds).
+A task is one class in one module of `synthloom.tasks` (plus its prompt, a Jinja file in
+`tasks/prompts/`). It declares:
+
+    name        the command and recipe `task:` name
+    Params      a pydantic model of its options (extra keys forbidden); the CLI options, the
+                recipe params and the docs are generated from it
+    roles       the model roles it calls; the first is configured by the model options
+    optional_roles  roles a user may add (`--judge-model`, recipe `models: {judge: ...}`)
+    sampling    its sampling defaults, e.g. {"max_tokens": 384}: the one place they live.
+                Precedence: the step's / command's model options > the task's defaults.
+    growable    config keys that only extend a job (raising `n` adds units to a run)
+    turns()     what one of its records teaches (SFT turns), so export never guesses
+
+and implements `execute(ctx)`, usually `await ctx.for_each(self.units(), self.unit)`. The
+base builds record ids, provenance and records (`record()`), the run identity (`config()`),
+and resolves the models a run needs (`models()`). Tasks import nothing above this floor:
+the run context they get (`synthloom.context.RunContext`) offers `fail`, `count`, `warn`,
+`write_artifact` and the ids already written; nothing reaches into the run directory.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from synthloom.records import Provenance
+from pydantic import BaseModel
+
+from synthloom.errors import UserError
+from synthloom.records import Provenance, Record, Turn, stable_id
 from synthloom.templates import Template
 
 if TYPE_CHECKING:
     from synthloom.llm.engine import CallResult, Engine
-    from synthloom.runner import RunContext
+    from synthloom.settings import ModelSettings
 
 
 @dataclass(frozen=True)
@@ -28,22 +47,109 @@ class Unit:
 
 
 class Task(ABC):
-    name: str = "task"
+    name: ClassVar[str] = "task"
+    Params: ClassVar[type[BaseModel]]
+    roles: ClassVar[tuple[str, ...]] = ("default",)
+    optional_roles: ClassVar[dict[str, str]] = {}
+    sampling: ClassVar[dict[str, Any]] = {}
+    growable: ClassVar[tuple[str, ...]] = ()
 
-    @abstractmethod
+    params: Any
+
+    def __init__(self, params: BaseModel) -> None:
+        self.params = params
+
+    # -- identity -----------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
         """The task's own settings; they are part of the run's identity."""
+        return self.params.model_dump(mode="json")
 
     def total(self) -> int | None:
         """Number of units, for the progress bar (None if unknown)."""
         return None
 
+    # -- models -------------------------------------------------------------------------
     def engine_roles(self) -> tuple[str, ...]:
-        """Names of the models this task calls; most use one, "default"."""
-        return ("default",)
+        """Names of the models this run calls (the declared roles, by default)."""
+        return self.roles
+
+    def models(
+        self,
+        main: ModelSettings,
+        extra: dict[str, ModelSettings] | None = None,
+        *,
+        where: str = "models.{role}",
+    ) -> dict[str, ModelSettings]:
+        """Each role this run calls: `extra[role]` where given, else `main`. A role given but
+        not used is an error (the same for the CLI and recipes; `where` names the setting)."""
+        extra = extra or {}
+        used = self.engine_roles()
+        for role in extra:
+            if role not in used:
+                hint = self.unused_role_hint(role)
+                raise UserError(
+                    f"{where.format(role=role)}: this run does not use a {role!r} model"
+                    f" (it uses: {', '.join(used)}){'; ' + hint if hint else ''}"
+                )
+        models = {role: extra.get(role, main) for role in used}
+        self.check_models(models)
+        return models
+
+    def unused_role_hint(self, role: str) -> str:
+        """How to make the task use `role` (shown when a role is given but unused)."""
+        return ""
+
+    def check_models(self, models: dict[str, ModelSettings]) -> None:  # noqa: B027
+        """Rules between the task's params and its model settings; raise UserError."""
+
+    # -- the command line -----------------------------------------------------------------
+    @classmethod
+    def cli_options(cls) -> list[Callable[..., Any]]:
+        """Extra click options beyond the generated ones (rarely needed)."""
+        return []
+
+    @classmethod
+    def from_cli(
+        cls,
+        values: dict[str, Any],
+        given: dict[str, Any],
+        main: ModelSettings,
+        extra: dict[str, ModelSettings],
+    ) -> tuple[dict[str, Any], dict[str, ModelSettings]]:
+        """Turn extra options (`cli_options`) into params and models; the default adds nothing."""
+        return values, extra
+
+    def after_cli(self, summary: Any) -> None:  # noqa: B027
+        """Say something after a command-line run (e.g. where an artifact is)."""
+
+    # -- records --------------------------------------------------------------------------
+    def record(
+        self,
+        id_parts: tuple[Any, ...],
+        data: dict[str, Any],
+        *,
+        engine: Engine,
+        template: Template,
+        results: list[CallResult[Any]],
+        parents: tuple[str, ...] = (),
+        **sampling: Any,
+    ) -> Record:
+        """A record of this task: id from `id_parts` (stable across reruns), provenance from
+        the calls that made it."""
+        return Record(
+            id=stable_id(self.name, *id_parts),
+            task=self.name,
+            data=data,
+            provenance=provenance(engine, template, results, parents=parents, **sampling),
+        )
+
+    @staticmethod
+    def turns(data: dict[str, Any]) -> list[Turn]:
+        """The SFT turns one record teaches (none by default: not SFT data)."""
+        return []
 
     @abstractmethod
-    async def execute(self, ctx: RunContext) -> None:
+    async def execute(self, ctx: Any) -> None:
         """Do the work, emitting records through `ctx`."""
 
 

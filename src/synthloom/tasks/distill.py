@@ -18,9 +18,8 @@ from synthloom import templates
 from synthloom.errors import BackendFatal, UserError
 from synthloom.llm.engine import CallFailed, CallResult
 from synthloom.quality.rouge import rouge_l_f1
-from synthloom.records import Record, stable_id
+from synthloom.records import Record, Turn, stable_id
 from synthloom.runner import RunContext
-from synthloom.settings import ModelSettings
 from synthloom.sources import InputRow, read_inputs
 from synthloom.tasks.base import Task, Unit, provenance
 
@@ -28,33 +27,15 @@ from synthloom.tasks.base import Task, Unit, provenance
 class DistillParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    input: Path = Field(..., description="prompts: a .jsonl/.csv file or a previous run")
+    input: Path = Field(..., description="prompts: a .jsonl/.csv file or a previous run directory")
     prompt_column: str = Field("prompt", description="the column holding the prompt")
-    system: str | None = Field(None, description="system prompt for teacher and student")
-    samples: int = Field(1, ge=1, description="teacher responses per prompt")
-    student: bool = Field(False, description="also ask the 'student' model every prompt")
-    max_tokens: int = Field(512, ge=16)
-
-
-def cache_clash(teacher: ModelSettings, student: ModelSettings) -> str | None:
-    """Why `student` would replay `teacher`'s cached answers, or None.
-
-    The response cache keys a call on backend kind and model name, not on the endpoint or
-    the GGUF's directory, so one model name in two places looks like one model."""
-    if teacher.backend != student.backend:
-        return None
-    if teacher.backend == "openai":
-        t, s = teacher.model or "default", student.model or "default"
-        clash = t == s and teacher.base_url.rstrip("/") != student.base_url.rstrip("/")
-    else:
-        t, s = Path(teacher.model or "-").name, Path(student.model or "-").name
-        clash = t == s and teacher.model != student.model
-    if not clash:
-        return None
-    return (
-        f"teacher and student are both {student.backend} model {s!r} in different places;"
-        " the response cache cannot tell them apart (the student would replay the teacher's"
-        " answers): give them different --model/--student-model names"
+    system: str | None = Field(None, description="system prompt given to teacher and student")
+    samples: int = Field(
+        1, ge=1, description="teacher responses per prompt", json_schema_extra={"flags": ["-n"]}
+    )
+    student: bool = Field(
+        False,
+        description="also ask the student model every prompt (implied by any --student-* option)",
     )
 
 
@@ -70,8 +51,14 @@ def gap(teacher: str, student: str) -> dict[str, Any]:
 
 
 class DistillTask(Task):
+    """A teacher model answers prompts from a file; a student model optionally answers them
+    too, so the gap can be inspected. The model options configure the teacher."""
+
     name = "distill"
     Params = DistillParams
+    roles = ("teacher",)
+    optional_roles = {"student": "the model being compared with the teacher"}
+    sampling = {"max_tokens": 512}
 
     def __init__(self, params: DistillParams) -> None:
         self.params = params
@@ -83,11 +70,15 @@ class DistillTask(Task):
                     " choose the prompt column with --prompt-column"
                 )
 
-    def config(self) -> dict[str, Any]:
-        return self.params.model_dump(mode="json")
-
     def engine_roles(self) -> tuple[str, ...]:
         return ("teacher", "student") if self.params.student else ("teacher",)
+
+    def unused_role_hint(self, role: str) -> str:
+        return "set `student: true` in params" if role == "student" else ""
+
+    @staticmethod
+    def turns(data: dict[str, Any]) -> list[Turn]:
+        return [Turn(data["prompt"], data["response"], data.get("system"))]
 
     def units(self) -> list[Unit]:
         return [
@@ -109,7 +100,7 @@ class DistillTask(Task):
         template = templates.load("distill")
         messages = template.messages(prompt=prompt, system=self.params.system)
         teacher = ctx.engines["teacher"]
-        result = await teacher.complete(messages, sample=sample, max_tokens=self.params.max_tokens)
+        result = await teacher.complete(messages, sample=sample, **self.sampling)
         data: dict[str, Any] = {
             "prompt": prompt,
             "response": result.value,
@@ -126,9 +117,7 @@ class DistillTask(Task):
             student = ctx.engines["student"]
             data["student_model"] = student.backend.model
             try:
-                student_result = await student.complete(
-                    messages, sample=0, max_tokens=self.params.max_tokens
-                )
+                student_result = await student.complete(messages, sample=0, **self.sampling)
             except (CallFailed, BackendFatal) as exc:
                 status, notes["student_error"] = "flagged", str(exc)[:300]
                 data["student_response"] = data["gap"] = None
@@ -137,22 +126,21 @@ class DistillTask(Task):
                 data["student_response"] = student_result.value
                 data["gap"] = gap(result.value, student_result.value)
                 notes["student_provenance"] = provenance(
-                    student, template, [student_result], max_tokens=self.params.max_tokens
+                    student, template, [student_result], **self.sampling
                 ).to_dict()
                 # a rerun after a failed student call: point at the flagged record it replaces
                 flagged = stable_id(self.name, unit.id, result.key, None)
                 if flagged in ctx.run.existing:
                     notes["supersedes"] = flagged
         parents = (row.record_id,) if row.record_id else ()
-        return [
-            Record(
-                id=stable_id(self.name, unit.id, result.key, student_result and student_result.key),
-                task=self.name,
-                data=data,
-                provenance=provenance(
-                    teacher, template, [result], parents=parents, max_tokens=self.params.max_tokens
-                ),
-                status=status,
-                notes=notes,
-            )
-        ]
+        record = self.record(
+            (unit.id, result.key, student_result and student_result.key),
+            data,
+            engine=teacher,
+            template=template,
+            results=[result],
+            parents=parents,
+            **self.sampling,
+        )
+        record.status, record.notes = status, notes
+        return [record]

@@ -1,27 +1,51 @@
-"""Every task by name: the CLI, recipes and Python API all find tasks here.
+"""Every task by name, found in the modules of `synthloom.tasks`: the CLI, recipes, exports
+and the Python API all look tasks up here, so adding a task is adding its module.
 
-A task class has a `Params` pydantic model (extra keys forbidden) and is built as
-`TaskClass(params)`. Entries are import strings so that `synthloom --help` stays fast.
+A module `synthloom/tasks/<name>.py` holds one `Task` subclass whose `name` is the module's
+name with `-` for `_` (`self_instruct.py` -> `self-instruct`). Modules are imported on first
+use, so `synthloom --help` and `synthloom show` stay fast.
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
+from functools import cache
 from typing import Any
 
-TASKS: dict[str, str] = {
-    "qa": "synthloom.tasks.qa:QATask",
-    "augment": "synthloom.tasks.augment:AugmentTask",
-    "self-instruct": "synthloom.tasks.self_instruct:SelfInstructTask",
-    "evol": "synthloom.tasks.evol:EvolTask",
-    "distill": "synthloom.tasks.distill:DistillTask",
-    "summarize": "synthloom.tasks.summarize:SummarizeTask",
-    "audience": "synthloom.tasks.audience:AudienceTask",
-    "responses": "synthloom.tasks.responses:ResponsesTask",
-    "judge": "synthloom.tasks.judge:JudgeTask",
-}
+import synthloom.tasks as _package
+
+_NOT_TASKS = {"base", "registry"}
+
+
+@cache
+def task_names() -> tuple[str, ...]:
+    """Every registered task name, in module order."""
+    modules = sorted(m.name for m in pkgutil.iter_modules(_package.__path__))
+    return tuple(m.replace("_", "-") for m in modules if m not in _NOT_TASKS)
 
 
 def task_class(name: str) -> Any:
-    module, _, attr = TASKS[name].partition(":")
-    return getattr(importlib.import_module(module), attr)
+    """The Task class registered under `name` (KeyError if there is none)."""
+    if name not in task_names():
+        raise KeyError(name)
+    from synthloom.tasks.base import Task
+
+    module = importlib.import_module(f"synthloom.tasks.{name.replace('-', '_')}")
+    for value in vars(module).values():
+        if isinstance(value, type) and issubclass(value, Task) and value.name == name:
+            return value
+    raise LookupError(f"synthloom.tasks.{name.replace('-', '_')} defines no task named {name!r}")
+
+
+class _Names:
+    """`name in TASKS` and iteration, for code that only needs the names."""
+
+    def __contains__(self, name: object) -> bool:
+        return name in task_names()
+
+    def __iter__(self) -> Any:
+        return iter(task_names())
+
+
+TASKS = _Names()
