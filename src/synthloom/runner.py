@@ -203,13 +203,13 @@ async def _start(backends: dict[str, Backend]) -> None:
         raise
 
 
-async def _execute(
-    task: Task,
 async def _close(backends: dict[str, Backend]) -> None:
     for backend in backends.values():
         await backend.close()
 
 
+async def _execute(
+    task: Task,
     models: dict[str, ModelSettings],
     backends: dict[str, Backend],
     cache_file: Path,
@@ -220,14 +220,15 @@ async def _close(backends: dict[str, Backend]) -> None:
     try:
         cache = ResponseCache(cache_file)
     except BaseException:
-        cache.close()
-        for backend in backends.values():
         await _close(backends)
         raise
     try:
         run.open(cache)
     except BaseException as exc:
-            await backend.close()
+        cache.close()
+        await _close(backends)
+        if isinstance(exc, OSError) and is_path_error(exc):
+            raise path_error(exc, "cannot write the run directory") from None
         raise
     started = time.monotonic()
     engines = {role: make_engine(models[role], b, cache) for role, b in backends.items()}
@@ -249,9 +250,8 @@ async def _close(backends: dict[str, Backend]) -> None:
     finally:
         if progress is not None:
             progress.stop()
-        await _close(backends)
-        if isinstance(exc, OSError) and is_path_error(exc):
-            raise path_error(exc, "cannot write the run directory") from None
+        for backend in backends.values():
+            await backend.close()
         summary = _summary(status, run, ctx, time.monotonic() - started)
         run.close(status, summary.as_dict())
         cache.close()
