@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from synthloom.errors import BackendFatal, RunFailed, is_path_error, path_error
 from synthloom.llm.base import Backend
@@ -23,6 +24,7 @@ from synthloom.records import Record
 from synthloom.runs import RunDir
 from synthloom.settings import ModelSettings, cache_path
 from synthloom.tasks.base import Task, Unit
+from synthloom.terminal import visible
 
 T = TypeVar("T")
 console = Console(stderr=True)
@@ -321,13 +323,13 @@ def print_summary(s: Summary) -> None:
     table = Table(title=f"synthloom: {s.status}", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("output", str(s.out))
+    table.add_row("output", Text(visible(s.out)))  # Text(): a path is never markup
     table.add_row("units", f"{s.units_ok} ok, {s.units_failed} failed")
     table.add_row("records", f"{s.records_new} new, {s.records_present} already there (resumed)")
     if s.failures:
-        table.add_row("failures", _top(s.failures))
+        table.add_row("failures", Text(visible(_top(s.failures))))  # causes quote servers
     for name, value in sorted(s.counters.items()):
-        table.add_row(name.replace("_", " "), str(value))
+        table.add_row(Text(visible(name.replace("_", " "))), str(value))
     rate = s.requests / s.seconds if s.seconds else 0.0
     table.add_row(
         "calls",

@@ -28,6 +28,7 @@ from synthloom.cli.show import show
 from synthloom.cli.summarize import summarize
 from synthloom.errors import SynthloomError
 from synthloom.settings import load_config
+from synthloom.terminal import visible
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -59,21 +60,21 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except click.UsageError as exc:
         cmd = exc.ctx.command_path if exc.ctx else "synthloom"
-        click.echo(f"{cmd}: error: {exc.format_message()} (see '{cmd} --help')", err=True)
+        click.echo(visible(f"{cmd}: error: {exc.format_message()} (see '{cmd} --help')"), err=True)
         sys.exit(2)
     except click.ClickException as exc:
-        click.echo(f"synthloom: error: {exc.format_message()}", err=True)
+        click.echo(visible(f"synthloom: error: {exc.format_message()}"), err=True)
         sys.exit(exc.exit_code)
     except (KeyboardInterrupt, click.Abort):
         click.echo("synthloom: interrupted; run the same command again to resume", err=True)
         sys.exit(130)
     except SynthloomError as exc:
-        click.echo(f"synthloom: error: {exc}", err=True)
+        click.echo(visible(f"synthloom: error: {exc}"), err=True)
         sys.exit(exc.exit_code)
     except BaseExceptionGroup as group:
         first = group.exceptions[0]
         if isinstance(first, SynthloomError):
-            click.echo(f"synthloom: error: {first}", err=True)
+            click.echo(visible(f"synthloom: error: {first}"), err=True)
             sys.exit(first.exit_code)
         _internal(first)
     except Exception as exc:  # a bug: one line unless asked for the traceback
@@ -84,7 +85,10 @@ def _internal(exc: BaseException) -> None:
     if os.environ.get("SYNTHLOOM_DEBUG"):
         raise exc
     click.echo(
-        f"synthloom: internal error: {type(exc).__name__}: {exc} (set SYNTHLOOM_DEBUG=1 for the traceback)",
+        visible(
+            f"synthloom: internal error: {type(exc).__name__}: {exc}"
+            " (set SYNTHLOOM_DEBUG=1 for the traceback)"
+        ),
         err=True,
     )
     sys.exit(1)

@@ -8,10 +8,12 @@ import click
 
 from synthloom.export.sft import FORMATS, export_records
 from synthloom.quality.filter_run import dedup_records
+from synthloom.terminal import visible
 
 
 def _print_counts(counts: dict[str, int]) -> None:
-    click.echo(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in counts.items()), err=True)
+    line = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in counts.items())
+    click.echo(visible(line), err=True)  # a count's name can hold a task name from the file
 
 
 @click.command()
