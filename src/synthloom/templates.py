@@ -1,8 +1,36 @@
-"""Prompt templates: Jinja2 files beside the task modules (`tasks/prompts/*.jinja`).
+r"""Prompt templates: Jinja2 files beside the task modules (`tasks/prompts/*.jinja`).
 
-A template renders to chat messages. Lines `--- system ---` and `--- user ---` start the
-system and user parts; a template without markers is one user message. The template's name
-and a hash of its source go into every record's provenance.
+A template declares each chat message it makes as a block; the system block is optional:
+
+    {% block system %}You label texts. Answer with one of the allowed labels.{% endblock %}
+    {% block user %}
+    {%- set f = fence(text, "[Text]", "[End of Text]") %}
+    Label this text:
+    {{ f.open }}
+    {{ text }}
+    {{ f.close }}
+    {% endblock %}
+
+`Template.messages(**variables)` renders each block on its own and returns the system message
+(if any), then the user message. Inserted text is data inside the message of its block whatever
+it contains: a line such as `--- system ---` is only text and opens no role. Each part has its
+line breaks made "\n" (`str.splitlines`) and is stripped; a part that renders empty is left
+out, so `{% block system %}{% if system %}{{ system }}{% endif %}{% endblock %}` sends no system
+message when `system` is empty. Wording a task keeps in Python (a style's instruction, a system
+prompt chosen by name) is passed as a variable and placed inside the block it belongs to.
+`load` refuses a template without a `user` block, with other blocks, or with text or tags
+outside its blocks (they would never be sent).
+
+`fence(text, open, close=open)`, available in every template, gives the markers to put around
+untrusted text so that the text cannot close them: `open`/`close` as given when `close` does
+not occur in the text, otherwise both wrapped in their own first and last character (three
+double quotes become five, then seven; `[End of Text]` becomes `[[End of Text]]`) until `close`
+does not occur in it. Ordinary text keeps the plain markers.
+
+For text without marker lines or fence markers these rules give, byte for byte, the messages of
+the earlier format (one template whose rendered text was split on `--- system ---` and
+`--- user ---` lines); record ids and cache keys hash the messages, so earlier runs resume.
+The template's name and a hash of its source go into every record's provenance.
 """
 
 from __future__ import annotations
@@ -14,14 +42,35 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from jinja2 import nodes
 
 PROMPTS_DIR = Path(__file__).parent / "tasks" / "prompts"
+ROLES = ("system", "user")  # the order of the messages
+
+
+@dataclass(frozen=True)
+class Fence:
+    open: str
+    close: str
+
+
+def fence(text: str, open: str, close: str | None = None) -> Fence:
+    """Markers around `text` that it cannot close (see the module docstring)."""
+    close = open if close is None else close
+    if not open or not close or len(f"{open}{close}".splitlines()) != 1:
+        raise ValueError("fence markers must be non-empty and on one line")
+    text = str(text)
+    while close in text:
+        open, close = open[0] + open + open[-1], close[0] + close + close[-1]
+    return Fence(open, close)
+
+
 _ENV = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(str(PROMPTS_DIR)),
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=False,
     autoescape=False,  # prompts are plain text sent to a model, not HTML
 )
+_ENV.globals["fence"] = fence
 
 
 @dataclass(frozen=True)
@@ -31,25 +80,48 @@ class Template:
     _template: jinja2.Template
 
     def messages(self, **variables: Any) -> list[dict[str, str]]:
-        text = self._template.render(**variables)
         messages: list[dict[str, str]] = []
-        role, lines = "user", []
-        for line in text.splitlines():
-            marker = line.strip()
-            if marker in ("--- system ---", "--- user ---"):
-                if any(x.strip() for x in lines):
-                    messages.append({"role": role, "content": "\n".join(lines).strip()})
-                role, lines = marker.strip("- ").strip(), []
-            else:
-                lines.append(line)
-        if any(x.strip() for x in lines):
-            messages.append({"role": role, "content": "\n".join(lines).strip()})
+        for role in ROLES:
+            block = self._template.blocks.get(role)
+            if block is None:
+                continue
+            text = "".join(block(self._template.new_context(variables)))
+            content = "\n".join(text.splitlines()).strip()
+            if content:
+                messages.append({"role": role, "content": content})
         return messages
+
+
+def from_source(name: str, source: str, filename: str | None = None) -> Template:
+    """A template from its source text (`load` reads the file), after checking its blocks."""
+    tree = _ENV.parse(source, name=name, filename=filename)
+    for node in tree.body:
+        if isinstance(node, nodes.Block):
+            continue
+        for part in node.nodes if isinstance(node, nodes.Output) else [node]:
+            if isinstance(part, nodes.TemplateData) and not part.data.strip():
+                continue
+            line = part.lineno
+            if isinstance(part, nodes.TemplateData):  # the line where the text starts
+                line += part.data[: len(part.data) - len(part.data.lstrip())].count("\n")
+            raise ValueError(
+                f"template {name}, line {line}: text or tags outside a block are never sent"
+            )
+    blocks = [b.name for b in tree.find_all(nodes.Block)]
+    top = [b.name for b in tree.body if isinstance(b, nodes.Block)]
+    if "user" not in top or blocks != top or set(top) - set(ROLES) or len(top) != len(set(top)):
+        raise ValueError(
+            f"template {name}: needs one 'user' block and at most one 'system' block"
+            f" (not nested), has {blocks}"
+        )
+    code = _ENV.compile(source, name=name, filename=filename)
+    template = _ENV.template_class.from_code(_ENV, code, _ENV.make_globals(None))
+    digest = hashlib.sha256(source.encode()).hexdigest()[:12]
+    return Template(name=name, hash=digest, _template=template)
 
 
 @cache
 def load(name: str) -> Template:
     """Load `tasks/prompts/<name>.jinja`."""
-    source = (PROMPTS_DIR / f"{name}.jinja").read_text(encoding="utf-8")
-    digest = hashlib.sha256(source.encode()).hexdigest()[:12]
-    return Template(name=name, hash=digest, _template=_ENV.get_template(f"{name}.jinja"))
+    path = PROMPTS_DIR / f"{name}.jinja"
+    return from_source(name, path.read_text(encoding="utf-8"), str(path))

@@ -2,7 +2,8 @@
 
 Deterministic answers (JSON-schema output included), optional API key, latency, injected faults
 (429/500/503, slow, malformed JSON, permanent per-body failures) and counters (``GET /stats``).
-In tests: ``with StubServer(faults=Faults(rate=0.3)) as s: ... s.base_url ... s.stats``.
+In tests: ``with StubServer(faults=Faults(rate=0.3)) as s: ... s.base_url ... s.stats``;
+``StubServer(record=True)`` also keeps every chat request body received (``s.bodies``).
 Benchmarks: ``python -m synthloom.testing.stub_server --port 0 ...`` or ``start_stub_process``.
 """
 
@@ -186,9 +187,11 @@ class StubServer:
         seed: int = 0,
         host: str = "127.0.0.1",
         port: int = 0,
+        record: bool = False,
     ) -> None:
         self.latency, self.faults, self.api_key = latency, faults, api_key
-        self.responder = responder
+        self.responder, self.record = responder, record
+        self._bodies: list[dict[str, Any]] = []
         self.host, self.port, self.base_url = host, port, ""
         self._rng = random.Random(seed)
         self._stats = Stats()
@@ -197,11 +200,11 @@ class StubServer:
         self._thread: threading.Thread | None = None
 
     def configure(self, **changes: Any) -> None:
-        """Change ``latency``, ``faults``, ``api_key``, ``responder`` or ``seed`` (live)."""
+        """Change ``latency``, ``faults``, ``api_key``, ``responder``, ``record`` or ``seed``."""
         for key, value in changes.items():
             if key == "seed":
                 self._rng = random.Random(value)
-            elif key in ("latency", "faults", "api_key", "responder"):
+            elif key in ("latency", "faults", "api_key", "responder", "record"):
                 setattr(self, key, value)
             else:
                 raise TypeError(f"unknown setting {key!r}")
@@ -212,9 +215,17 @@ class StubServer:
         with self._lock:
             return copy.deepcopy(self._stats)
 
+    @property
+    def bodies(self) -> list[dict[str, Any]]:
+        """The chat request bodies received while ``record`` was on, in arrival order."""
+        with self._lock:
+            return copy.deepcopy(self._bodies)
+
     def reset_stats(self) -> None:
+        """Zero the counters and forget the recorded bodies."""
         with self._lock:
             self._stats = Stats()
+            self._bodies = []
 
     # -- HTTP handlers ---------------------------------------------------------------------
     def make_app(self) -> web.Application:
@@ -271,6 +282,8 @@ class StubServer:
         faults, fault = self.faults, self._pick_fault(digest)
         with self._lock:
             self._stats.request_hashes[digest] += 1
+            if self.record:
+                self._bodies.append(body)
             if fault:
                 self._stats.faults[fault] += 1
         delay = self.latency + (faults.slow_seconds if faults and fault == "slow" else 0.0)
