@@ -148,3 +148,39 @@ def test_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
     line = one_line_error(capsys, ["summarize", "--input", str(data), "--lengths", " , "], out)
     assert "lengths" in line
+
+
+def test_export_keeps_each_candidates_length_and_one_article(tmp_path: Path) -> None:
+    """Exported SFT rows: the article once and the candidate's own length and style target, so
+    a "one sentence" and a "three sentences" summary never share a prompt (they did: the
+    shared prompt, which holds the article, was followed by the article again)."""
+    doc = tmp_path / "library.txt"
+    doc.write_text(ARTICLE)
+    params = SummarizeParams(input=doc, k=2, lengths=["one sentence", "three sentences"])
+    with StubServer() as server:
+        settings = ModelSettings(backend="openai", base_url=server.base_url, model="stub")
+        assert run(SummarizeTask(params), settings, tmp_path).units_ok == 2
+    out = tmp_path / "sft.jsonl"
+    main(["export", str(tmp_path / "run"), "--format", "messages", "--out", str(out)])
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 2
+    prompts = {}
+    for row in rows:
+        assert [m["role"] for m in row["messages"]] == ["user", "assistant"]
+        user = row["messages"][0]["content"]
+        assert user.count(ARTICLE) == 1
+        assert "Style: neutral and factual." in user
+        (length,) = [x for x in params.lengths if f"Length: {x}." in user]
+        prompts[length] = user
+    assert set(prompts) == {"one sentence", "three sentences"}
+    assert prompts["one sentence"] != prompts["three sentences"]
+
+
+def test_export_of_a_record_without_its_instruction() -> None:
+    """A hand-made record (no `instruction`) gets its prompt rebuilt from its fields."""
+    data = {"title": "Library", "article": ARTICLE, "summary": "A new reading room opened."}
+    data |= {"length": "one sentence", "style": "technical"}
+    (t,) = SummarizeTask.turns(data)
+    assert t.prompt.count(ARTICLE) == 1 and t.response == data["summary"]
+    assert "Title: Library" in t.prompt and "Length: one sentence." in t.prompt
+    assert "Style: technical, keeping" in t.prompt

@@ -36,8 +36,11 @@ def turn(record: dict[str, Any]) -> Turn | None:
             prompt = f"{d['context']}\n\nQuestion: {d['question']}"
             return Turn(prompt, d["answer"])
         return Turn(d["question"], d["answer"])
-    if task == "summarize":
-        return Turn(f"{d.get('prompt') or 'Summarize the text.'}\n\n{d['article']}", d["summary"])
+    if task == "summarize":  # the candidate's own prompt: the article once, its length and style
+        from synthloom.tasks.summarize import SummarizeTask  # lazy: tasks import the runner
+
+        (t,) = SummarizeTask.turns(d)
+        return Turn(t.prompt, t.response, t.system)
     if "instruction" in d and "response" in d:  # evol, audience
         return Turn(d["instruction"], d["response"], d.get("system"))
     if "prompt" in d and "response" in d:  # distill, responses

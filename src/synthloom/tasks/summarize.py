@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from synthloom import templates
 from synthloom.errors import UserError
 from synthloom.preference.dataset import response_letter
-from synthloom.records import Record, stable_id
+from synthloom.records import Record, Turn, stable_id
 from synthloom.runner import RunContext
 from synthloom.sources import DOC_SUFFIXES, find_documents, read_inputs, read_text
 from synthloom.tasks.base import Task, Unit, provenance
@@ -62,6 +62,29 @@ class Article:
     @property
     def truncated(self) -> bool:
         return self.chars > len(self.text)
+
+
+def summary_messages(
+    title: str | None, article: str, length: str | None, style: str | None
+) -> list[dict[str, str]]:
+    """The messages asking for one summary of `article` (the style given by name or words)."""
+    hint = STYLE_HINTS.get(style, style) if style else None
+    return templates.load("summarize").messages(
+        title=title, article=article, length=length, style=hint
+    )
+
+
+def sft_prompt(data: dict[str, Any]) -> str:
+    """The prompt a summary record teaches: what the model was asked for this candidate (the
+    article once, with its length and style target). `instruction` holds exactly that; a
+    record without it (made by hand) gets the same text rebuilt from its fields."""
+    instruction = data.get("instruction")
+    if isinstance(instruction, str) and instruction.strip():
+        return instruction
+    messages = summary_messages(
+        data.get("title"), data["article"], data.get("length"), data.get("style")
+    )
+    return messages[-1]["content"]
 
 
 def truncate(text: str, max_chars: int) -> str:
@@ -129,6 +152,12 @@ class SummarizeTask(Task):
 
     def config(self) -> dict[str, Any]:
         return self.params.model_dump(mode="json")
+
+    @staticmethod
+    def turns(data: dict[str, Any]) -> list[Turn]:
+        """One SFT turn: this candidate's own prompt (never the shared `prompt`, which leaves
+        out the length and style that differ between candidates) and its summary."""
+        return [Turn(sft_prompt(data), data["summary"])]
 
     def units(self) -> list[Unit]:
         return [Unit(f"{a.id}:{k}", (a, k)) for a in self.articles for k in range(self.params.k)]
