@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import json
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from synthloom.errors import UserError, is_path_error, path_error
 from synthloom.llm.base import Completion
@@ -174,3 +176,109 @@ def test_path_error_names_path_reason_and_fix(code: int, fix: str) -> None:
     message = str(path_error(exc))
     assert message.startswith("cannot write /data/runs/x: " + os.strerror(code))
     assert fix in message and "\n" not in message
+
+
+# -- an endpoint that is not an OpenAI-compatible API ------------------------------------------
+
+
+class WebServer:
+    """A web server that is not an API: `routes` maps a path to (status, content type, body);
+    other paths get `default`. Counts every request by method and path."""
+
+    def __init__(
+        self,
+        default: tuple[int, str, str],
+        routes: dict[str, tuple[int, str, str]] | None = None,
+    ) -> None:
+        self.default, self.routes = default, routes or {}
+        self.requests: list[str] = []
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self.url = ""
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        self.requests.append(f"{request.method} {request.path}")
+        status, ctype, body = self.routes.get(request.path, self.default)
+        return web.Response(status=status, body=body.encode(), content_type=ctype)
+
+    async def _start(self) -> web.AppRunner:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        return runner
+
+    def __enter__(self) -> WebServer:
+        self._thread.start()
+        self._runner = asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+PAGE = "<!DOCTYPE html><html><head><title>My app</title></head><body>Welcome</body></html>"
+MODELS = json.dumps({"object": "list", "data": [{"id": "m", "object": "model"}]})
+
+
+def _qa_at(url: str, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return synthloom(
+        "qa", "--topic", "returns", "-n", "5", "--backend", "openai", "--base-url", url,
+        "--max-retries", "6", "--out", str(out), *extra,
+    )  # fmt: skip
+
+
+def test_an_html_page_at_base_url_stops_at_the_first_answer(tmp_path: Path) -> None:
+    with WebServer((200, "text/html", PAGE)) as site:
+        result = _qa_at(site.url, tmp_path / "run")
+    assert result.returncode == 2
+    line = _one_error_line(result.stderr)
+    assert "answered with an HTML page, not an OpenAI-compatible JSON response" in line
+    assert f"did you mean {site.url}/v1?" in line
+    assert site.requests == ["GET /models"]  # one request, no chat call, no retry
+
+
+def test_html_from_the_chat_endpoint_is_fatal_not_retried(tmp_path: Path) -> None:
+    """/models looks fine, but the chat endpoint answers a login page (e.g. a proxy)."""
+    routes = {"/v1/models": (200, "application/json", MODELS)}
+    with WebServer((200, "text/html", PAGE), routes) as site:
+        result = _qa_at(f"{site.url}/v1", tmp_path / "run", "--concurrency", "1")
+    assert result.returncode == 2
+    line = _one_error_line(result.stderr)
+    assert f"{site.url}/v1/chat/completions answered with an HTML page" in line
+    assert "check --base-url" in line and "did you mean" not in line
+    assert site.requests == ["GET /v1/models", "POST /v1/chat/completions"]
+
+
+def test_plain_text_answer_is_fatal_not_retried(tmp_path: Path) -> None:
+    routes = {"/v1/models": (200, "application/json", MODELS)}
+    with WebServer((200, "text/plain", "Hello from my server"), routes) as site:
+        result = _qa_at(f"{site.url}/v1", tmp_path / "run", "--concurrency", "1")
+    assert result.returncode == 2
+    line = _one_error_line(result.stderr)
+    assert "answered text/plain ('Hello from my server')" in line and "--base-url" in line
+    assert site.requests.count("POST /v1/chat/completions") == 1
+
+
+def test_base_url_without_v1_is_hinted_before_any_call(tmp_path: Path, stub: StubServer) -> None:
+    root = stub.base_url.removesuffix("/v1")
+    result = _qa_at(root, tmp_path / "run")
+    assert result.returncode == 2
+    line = _one_error_line(result.stderr)
+    assert f"{root}/models answered 404 Not Found; did you mean {root}/v1?" in line
+    assert stub.stats.requests == 0  # no chat call was sent
+
+
+def test_404_without_v1_is_hinted_at_the_chat_call(tmp_path: Path) -> None:
+    with WebServer((404, "text/plain", "404: Not Found")) as site:
+        result = _qa_at(site.url, tmp_path / "run", "--concurrency", "1")
+    assert result.returncode == 2
+    line = _one_error_line(result.stderr)
+    assert f"{site.url}/chat/completions answered 404 Not Found" in line
+    assert f"did you mean {site.url}/v1?" in line
+    assert site.requests.count("POST /chat/completions") == 1

@@ -71,22 +71,41 @@ class OpenAIBackend(Backend):
             self._session = None
 
     async def preflight(self, timeout: float = 10.0) -> None:
-        """Fail fast, with one clear line, on an unreachable endpoint or a rejected key."""
+        """Fail fast, with one clear line, on an unreachable endpoint, a rejected key, a web
+        page instead of an API, or a base URL missing its `/v1` (before any model call)."""
         assert self._session is not None
+        url = f"{self.base_url}/models"
         try:
-            async with self._session.get(
-                f"{self.base_url}/models", timeout=aiohttp.ClientTimeout(total=timeout)
-            ) as resp:
+            async with self._session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
                 if resp.status in (401, 403):
                     raise BackendFatal(
                         f"{self.base_url} rejected the API key (HTTP {resp.status}); check the"
                         f" key in ${self.api_key_env}"
                     )
+                raw = await resp.read()
+                ctype = resp.headers.get("Content-Type", "")
+                if resp.status == 200 and _looks_like_html(raw, ctype):
+                    raise BackendFatal(_html_message(url, self.base_url))
+            if resp.status == 404 and self._v1_hint():
+                # /models is optional, so a 404 alone proves nothing; <url>/v1/models answering
+                # does: the user left out the /v1.
+                async with self._session.get(
+                    f"{self.base_url}/v1/models", timeout=aiohttp.ClientTimeout(total=timeout)
+                ) as alt:
+                    alt_raw = await alt.read()
+                    if alt.status == 200 and _is_json(alt_raw):
+                        raise BackendFatal(f"{url} answered 404 Not Found{self._v1_hint()}")
         except (TimeoutError, aiohttp.ClientConnectionError) as exc:
             raise BackendFatal(
                 f"cannot reach {self.base_url} ({type(exc).__name__}: {exc or 'timed out'});"
                 " check --base-url and that the server is running"
             ) from None
+
+    def _v1_hint(self) -> str:
+        """ "; did you mean <url>/v1?" when the base URL does not end in /v1, else ""."""
+        if self.base_url.endswith("/v1"):
+            return ""
+        return f"; did you mean {self.base_url}/v1?"
 
     async def complete(self, body: dict[str, Any], timeout: float) -> Completion:
         assert self._session is not None, "backend not started"
@@ -96,16 +115,60 @@ class OpenAIBackend(Backend):
         try:
             async with self._session.post(self._url, data=payload, timeout=self._timeout) as resp:
                 raw = await resp.read()
+                ctype = resp.headers.get("Content-Type", "")
                 if resp.status != 200:
-                    raise _status_error(resp.status, raw, resp.headers.get("Retry-After"))
+                    raise _status_error(
+                        resp.status,
+                        raw,
+                        resp.headers.get("Retry-After"),
+                        self._url,
+                        self._v1_hint(),
+                    )
         except TimeoutError:
             raise CallError("timeout", f"no answer within {timeout:g}s", retryable=True) from None
         except aiohttp.ClientError as exc:
             raise CallError("connection", type(exc).__name__, retryable=True) from None
-        return _parse_body(raw)
+        return _parse_body(raw, ctype, self._url, self.base_url)
 
 
-def _parse_body(raw: bytes) -> Completion:
+def _looks_like_html(raw: bytes, content_type: str) -> bool:
+    head = raw[:512].lstrip().lower()
+    return "html" in content_type.lower() or head.startswith((b"<!doctype", b"<html", b"<?xml"))
+
+
+def _is_json(raw: bytes) -> bool:
+    try:
+        json.loads(raw)
+    except ValueError:
+        return False
+    return True
+
+
+def _html_message(url: str, base_url: str) -> str:
+    hint = "" if base_url.endswith("/v1") else f"; did you mean {base_url}/v1?"
+    return (
+        f"{url} answered with an HTML page, not an OpenAI-compatible JSON response;"
+        f" check --base-url (it usually ends in /v1){hint}"
+    )
+
+
+def _parse_body(
+    raw: bytes, content_type: str = "", url: str = "", base_url: str = ""
+) -> Completion:
+    """A 200 answer as a Completion. A web page or other non-JSON answer means the URL is
+    not an OpenAI-compatible API: fatal, on the first answer (retrying cannot help). A JSON
+    answer that is cut off or misses fields may be a passing fault: retried."""
+    if _looks_like_html(raw, content_type):
+        raise CallError("not_an_api", _html_message(url, base_url), retryable=False, fatal=True)
+    if "json" not in content_type.lower() and content_type and not _is_json(raw):
+        shown = raw[:60].decode("utf-8", "replace")
+        raise CallError(
+            "not_an_api",
+            f"{url} answered {content_type.split(';')[0]} ({shown!r}), not an OpenAI-compatible"
+            " JSON response; check --base-url (it usually ends in /v1)",
+            retryable=False,
+            fatal=True,
+        )
     try:
         data = json.loads(raw)
         choice = data["choices"][0]
@@ -122,11 +185,16 @@ def _parse_body(raw: bytes) -> Completion:
         raise CallError("malformed_response", type(exc).__name__, retryable=True) from None
 
 
-def _status_error(status: int, raw: bytes, retry_after: str | None) -> CallError:
+def _status_error(
+    status: int, raw: bytes, retry_after: str | None, url: str = "", v1_hint: str = ""
+) -> CallError:
     try:
         message = json.loads(raw)["error"]["message"]
     except (ValueError, KeyError, TypeError):
         message = raw[:200].decode("utf-8", "replace")
+    if status == 404 and url and not _is_json(raw):  # no API there (an API says what is missing)
+        shown = "an HTML page" if _looks_like_html(raw, "") else repr(message.strip()[:80])
+        message = f"{url} answered 404 Not Found ({shown}){v1_hint}"
     cause = f"http_{status}"
     if status in _FATAL:
         return CallError(cause, message, retryable=False, fatal=True)
