@@ -122,6 +122,49 @@ def test_task_without_instances_is_dropped_and_rounds_continue(tmp_path: Path) -
     assert c["shortfall"] == 1
 
 
+def test_no_repeated_or_duplicate_instances_are_exported(tmp_path: Path) -> None:
+    """The defect seen in the Self-Instruct recipe: instances whose output repeats the
+    instruction and copies of one nonsense instance were exported as training rows."""
+    again = GOOD[0].upper()  # the same instruction proposed twice: too similar, not a 2nd task
+
+    def scripted(body: dict[str, Any]) -> str:
+        text = user_text(body)
+        if "Continue the list" in text:
+            return f"9. {GOOD[0]}\n10. {GOOD[1]}\n11. {again}"
+        instruction = next(g for g in GOOD if text.endswith(g))
+        nonsense = "Example\nInput: The cat is a cat.\nOutput: Cat.\n"
+        return (
+            f"Example 1\nInput: \nOutput: {instruction}\n"  # repeats the instruction
+            + nonsense * 3  # one nonsense instance, three times
+            + f"Example 5\nInput: x\nOutput: An answer to {instruction[:20]}\n"
+        )
+
+    params = SelfInstructParams(
+        num_instructions=3, per_call=3, batch=1, max_rounds=1, classify="keywords"
+    )
+    with StubServer(responder=scripted) as server:
+        settings = ModelSettings(backend="openai", base_url=server.base_url, model="stub")
+        summary = run_task(
+            SelfInstructTask(params),
+            settings,
+            tmp_path / "run",
+            show_progress=False,
+            cache=tmp_path / "cache.sqlite",
+        )
+    c = summary.counters
+    assert c["instructions_removed_too_similar"] == 1
+    assert c["instances_removed_output_equals_instruction"] == 2  # one per task
+    assert c["instances_removed_duplicate_instance"] == 4  # two copies per task
+    assert c["instances_kept"] == 4
+    out = tmp_path / "alpaca.jsonl"
+    main(["export", str(tmp_path / "run"), "--format", "alpaca", "--out", str(out)])
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 4
+    triples = [(r["instruction"], r["input"], r["output"]) for r in rows]
+    assert len(set(triples)) == len(triples)
+    assert all(r["output"] != r["instruction"] for r in rows)
+
+
 @pytest.mark.embedded
 def test_embedded_run(tmp_path: Path) -> None:
     params = SelfInstructParams(

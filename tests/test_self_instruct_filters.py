@@ -5,9 +5,11 @@ from synthloom.quality.self_instruct_filters import (
     BLOCKED_WORD,
     BLOCKED_WORDS,
     CUT_OFF,
+    DUPLICATE_INSTANCE,
     EMPTY_OUTPUT,
     INPUT_EQUALS_OUTPUT,
     NON_ASCII,
+    OUTPUT_EQUALS_INSTRUCTION,
     OVER_INSTANCE_LIMIT,
     STARTS_WITH_PUNCTUATION,
     TOO_LONG,
@@ -29,6 +31,7 @@ from synthloom.quality.self_instruct_filters import (
     is_classification,
     parse_instances,
     parse_instruction_list,
+    screen_instances,
 )
 
 GOOD = "Give three tips for staying healthy."
@@ -228,6 +231,59 @@ def test_filter_instances() -> None:
     assert filter_instances(many, "stop", counter=counter) == many[:5]
     assert counter.as_dict() == {"kept": 5, OVER_INSTANCE_LIMIT: 2}
     assert filter_instances([], "length") == []
+
+
+@pytest.mark.parametrize(
+    ("inp", "out", "expected"),
+    [
+        ("", GOOD, OUTPUT_EQUALS_INSTRUCTION),
+        ("some input", "  give three TIPS for\nstaying healthy. ", OUTPUT_EQUALS_INSTRUCTION),
+        ("", "Give three tips for staying healthy", None),  # not the same text: kept
+        ("", "1. Eat vegetables. 2. Sleep well. 3. Walk daily.", None),
+        ("hello  world", "hello world", INPUT_EQUALS_OUTPUT),  # whitespace aside
+        ("hello world", "Hello world.", None),  # a capitalisation task: case counts
+    ],
+)
+def test_output_repeating_the_instruction_or_the_input(
+    inp: str, out: str, expected: str | None
+) -> None:
+    assert check_instance(inp, out, None, GOOD) == expected
+
+
+def test_exact_duplicates_within_a_task_are_dropped() -> None:
+    nonsense = ("The cat is a cat.", "Cat.")
+    pairs = [
+        ("", "Eat well."),
+        nonsense,
+        (" the cat  is a CAT. ", "cat."),  # the same pair, spacing and case aside
+        ("", GOOD),  # repeats the instruction
+        nonsense,
+        ("The cat is a dog.", "Cat."),  # another input: kept
+        ("", "Eat well!"),  # another output: kept
+        nonsense,
+    ]
+    kept, rejected = screen_instances(pairs, "stop", instruction=GOOD)
+    assert kept == [pairs[0], nonsense, pairs[5], pairs[6]]
+    assert [(r.index, r.reason) for r in rejected] == [
+        (2, DUPLICATE_INSTANCE),
+        (3, OUTPUT_EQUALS_INSTRUCTION),
+        (4, DUPLICATE_INSTANCE),
+        (7, DUPLICATE_INSTANCE),
+    ]
+    assert (rejected[0].input, rejected[0].output) == pairs[2]
+    counter = FilterCounter()
+    assert filter_instances(pairs, "stop", counter=counter, instruction=GOOD) == kept
+    assert counter.as_dict() == {"kept": 4, DUPLICATE_INSTANCE: 3, OUTPUT_EQUALS_INSTRUCTION: 1}
+
+
+def test_duplicates_do_not_count_towards_the_cap() -> None:
+    pairs = [("a", "1"), ("a", "1"), ("b", "2"), ("c", "3"), ("d", "4"), ("e", "5"), ("f", "6")]
+    kept, rejected = screen_instances(pairs)
+    assert kept == [pairs[0], *pairs[2:6]]
+    assert [(r.index, r.reason) for r in rejected] == [
+        (1, DUPLICATE_INSTANCE),
+        (6, OVER_INSTANCE_LIMIT),
+    ]
 
 
 # --- classification --------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """Self-Instruct (Wang et al. 2022) heuristic filters and response parsers, model-free.
 
 Each rule returns its name (the reason an item is dropped) or None (keep). Rule names are
-the keys of `FilterCounter.removed`.
+the keys of `FilterCounter.removed`. Instances follow the published rules (cut off, empty
+output, input == output, exact duplicates, at most 5 per task) plus one more: an output that
+only repeats the task's instruction.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ TOO_SIMILAR = "too_similar"
 CUT_OFF = "cut_off"
 EMPTY_OUTPUT = "empty_output"
 INPUT_EQUALS_OUTPUT = "input_equals_output"
+OUTPUT_EQUALS_INSTRUCTION = "output_equals_instruction"
+DUPLICATE_INSTANCE = "duplicate_instance"
 OVER_INSTANCE_LIMIT = "over_instance_limit"
 
 MIN_WORDS = 3  # an instruction needs more than this many words
@@ -180,20 +184,36 @@ class SelfInstructFilter:
 # --- instance rules ---------------------------------------------------------------------
 
 
+def instance_key(input_text: str, output_text: str) -> tuple[str, str]:
+    """What makes two instances the same: input and output, whitespace collapsed, any case."""
+    return normalize_whitespace(input_text).casefold(), normalize_whitespace(output_text).casefold()
+
+
 def check_instance(
-    input_text: str, output_text: str, finish_reason: str | None = None
+    input_text: str,
+    output_text: str,
+    finish_reason: str | None = None,
+    instruction: str | None = None,
 ) -> str | None:
     """First failing instance rule, or None.
 
     Pass `finish_reason` only for the last instance parsed from a response: it is the one
-    the length limit may have cut off.
+    the length limit may have cut off. Input and output are compared with whitespace
+    collapsed (case counts: "hello" -> "Hello" is a real capitalisation task); an output that
+    repeats the task's `instruction` (whitespace and case aside) teaches nothing.
     """
     if finish_reason == "length":
         return CUT_OFF
     if not output_text.strip():
         return EMPTY_OUTPUT
-    if input_text.strip() == output_text.strip():
+    output = normalize_whitespace(output_text)
+    if normalize_whitespace(input_text) == output:
         return INPUT_EQUALS_OUTPUT
+    if (
+        instruction is not None
+        and normalize_whitespace(instruction).casefold() == output.casefold()
+    ):
+        return OUTPUT_EQUALS_INSTRUCTION
     return None
 
 
@@ -202,27 +222,61 @@ def cap_instances(instances: Sequence[T], limit: int = MAX_INSTANCES) -> tuple[l
     return list(instances[:limit]), max(0, len(instances) - limit)
 
 
+@dataclass(frozen=True)
+class Rejected:
+    """An instance a rule removed: its position in the response, the rule, the pair."""
+
+    index: int
+    reason: str
+    input: str
+    output: str
+
+
+def screen_instances(
+    instances: Sequence[tuple[str, str]],
+    finish_reason: str | None = None,
+    limit: int = MAX_INSTANCES,
+    instruction: str | None = None,
+) -> tuple[list[tuple[str, str]], list[Rejected]]:
+    """Apply the instance rules to one response's (input, output) pairs, then drop exact
+    duplicates of an earlier kept pair (`instance_key`), then the cap. Returns the kept
+    pairs and every removed one with its rule, in response order.
+
+    `finish_reason` is the response's; "length" drops the last instance as cut off.
+    `instruction` is the task's, for the output == instruction rule.
+    """
+    passed: list[tuple[int, str, str]] = []
+    rejected: list[Rejected] = []
+    seen: set[tuple[str, str]] = set()
+    for i, (inp, out) in enumerate(instances):
+        last = i == len(instances) - 1
+        reason = check_instance(inp, out, finish_reason if last else None, instruction)
+        if reason is None:
+            key = instance_key(inp, out)
+            reason = DUPLICATE_INSTANCE if key in seen else None
+            seen.add(key)
+        if reason is None:
+            passed.append((i, inp, out))
+        else:
+            rejected.append(Rejected(i, reason, inp, out))
+    kept, cut = passed[:limit], passed[limit:]
+    rejected += [Rejected(i, OVER_INSTANCE_LIMIT, inp, out) for i, inp, out in cut]
+    rejected.sort(key=lambda r: r.index)
+    return [(inp, out) for _, inp, out in kept], rejected
+
+
 def filter_instances(
     instances: Sequence[tuple[str, str]],
     finish_reason: str | None = None,
     limit: int = MAX_INSTANCES,
     counter: FilterCounter | None = None,
+    instruction: str | None = None,
 ) -> list[tuple[str, str]]:
-    """Apply the instance rules to one response's (input, output) pairs, then the cap.
-
-    `finish_reason` is the response's; "length" drops the last instance as cut off.
-    """
+    """`screen_instances`, tallying kept and removed pairs in `counter`; returns the kept."""
     counter = counter if counter is not None else FilterCounter()
-    passed = []
-    for i, (inp, out) in enumerate(instances):
-        last = i == len(instances) - 1
-        reason = check_instance(inp, out, finish_reason if last else None)
-        if reason is None:
-            passed.append((inp, out))
-        else:
-            counter.record(reason)
-    kept, cut = cap_instances(passed, limit)
-    counter.record(OVER_INSTANCE_LIMIT, cut)
+    kept, rejected = screen_instances(instances, finish_reason, limit, instruction)
+    for r in rejected:
+        counter.record(r.reason)
     counter.record(None, len(kept))
     return kept
 

@@ -6,8 +6,11 @@ the numbered list. In call order, every candidate goes through the published fil
 blocked words, "Write a program", leading punctuation, non-ASCII, then ROUGE-L > 0.7 against
 every earlier instruction, seeds included). Each kept instruction is classified, then the model
 writes instances for it: the label first for classification tasks, the input first otherwise.
-Instances go through their filters (input == output, empty output, cut off) and at most 5 are
-kept; a task left without one is dropped. Rounds repeat until `num_instructions` tasks are kept
+Instances go through their filters (cut off, empty output, input == output, output == the
+instruction, an exact duplicate of an earlier instance of the task) and at most 5 are kept; a
+task left without one is dropped. No two tasks of a run share an instruction (the ROUGE-L rule
+rejects a repeat, whatever its case or spacing), so no two exported (instruction, input,
+output) rows of a run are the same. Rounds repeat until `num_instructions` tasks are kept
 or `max_rounds` is reached (the shortfall is counted). Seeds are not re-emitted.
 """
 
@@ -264,6 +267,7 @@ class SelfInstructTask(Task):
             parse_instances(answer.value, output_first=is_cls),
             answer.completion.finish_reason,
             counter=counter,
+            instruction=c.instruction,
         )
         if not instances:
             return None, counter
