@@ -127,6 +127,25 @@ def test_cache_that_is_not_a_database_is_a_user_error(tmp_path: Path, stub: Stub
     assert str(cache) in line and "SYNTHLOOM_CACHE" in line
 
 
+def test_export_file_under_a_file_is_a_user_error(tmp_path: Path) -> None:
+    responses = tmp_path / "responses.jsonl"
+    responses.write_text(
+        "".join(
+            json.dumps({"prompt_id": "p", "prompt": "P", "response_id": r, "response": r}) + "\n"
+            for r in ("A", "B")
+        )
+    )
+    rankings = tmp_path / "rankings.jsonl"
+    rankings.write_text(json.dumps({"prompt_id": "p", "annotator": "h", "order": "A > B"}) + "\n")
+    blocker = tmp_path / "file"
+    blocker.write_text("x\n")
+    out = blocker / "sub" / "dpo.jsonl"
+    args = ["--responses", str(responses), "--rankings", str(rankings), "--out", str(out)]
+    result = synthloom("pairs", *args)
+    assert result.returncode == 2
+    assert f"{blocker} is a file, not a directory" in _one_error_line(result.stderr)
+
+
 def test_a_full_disk_stops_the_writer_with_a_user_error(tmp_path: Path) -> None:
     """ENOSPC (here from /dev/full) in the writer thread: flush() reports it, never hangs."""
     cache = ResponseCache(tmp_path / "cache.sqlite")

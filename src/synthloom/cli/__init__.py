@@ -26,7 +26,7 @@ from synthloom.cli.run import run
 from synthloom.cli.self_instruct import self_instruct
 from synthloom.cli.show import show
 from synthloom.cli.summarize import summarize
-from synthloom.errors import SynthloomError
+from synthloom.errors import SynthloomError, is_path_error, path_error
 from synthloom.settings import load_config
 from synthloom.terminal import visible
 
@@ -73,10 +73,18 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except BaseExceptionGroup as group:
         first = group.exceptions[0]
+        if isinstance(first, OSError) and is_path_error(first):
+            first = path_error(first)
         if isinstance(first, SynthloomError):
             click.echo(visible(f"synthloom: error: {first}"), err=True)
             sys.exit(first.exit_code)
         _internal(first)
+    except OSError as exc:
+        if not is_path_error(exc):
+            _internal(exc)
+        # an unwritable, full or read-only output (an export, a rankings file): the user's to fix
+        click.echo(visible(f"synthloom: error: {path_error(exc)}"), err=True)
+        sys.exit(2)
     except Exception as exc:  # a bug: one line unless asked for the traceback
         _internal(exc)
 
