@@ -59,6 +59,7 @@ def make_engine(s: ModelSettings, backend: Backend, cache: ResponseCache) -> Eng
         max_retries=s.max_retries,
         timeout=s.timeout,
         backoff_base=s.retry_backoff,
+        structured_output=s.structured_output,
     )
 
 
@@ -146,6 +147,8 @@ class Summary:
     prompt_tokens: int
     completion_tokens: int
     seconds: float
+    # per model role: backend, model, structured-output mode in use, served model (manifest)
+    backends: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -162,6 +165,27 @@ def run_identity(task: Task, models: dict[str, ModelSettings]) -> dict[str, Any]
     }
 
 
+def earlier_identities(task: Task, models: dict[str, ModelSettings]) -> list[dict[str, Any]]:
+    """How earlier versions wrote this same job's identity, so their run directories resume.
+
+    Before 0.2 a task's `max_tokens` was one of its params (set in a recipe's params) instead
+    of a model setting: the same job then had the effective max_tokens in its config and none
+    in its model settings."""
+    config = task.config()
+    if "max_tokens" not in config or not models:
+        return []
+    main = next(iter(models.values()))
+    legacy_models = {role: {**s.identity(), "max_tokens": None} for role, s in models.items()}
+    effective = main.max_tokens if main.max_tokens is not None else config["max_tokens"]
+    return [
+        {
+            "task": task.name,
+            "config": {**config, "max_tokens": effective},
+            "models": legacy_models,
+        }
+    ]
+
+
 def run_task(
     task: Task,
     models: dict[str, ModelSettings] | ModelSettings,
@@ -174,7 +198,12 @@ def run_task(
     """Run `task` into the run directory `out`, resuming whatever an earlier run left there."""
     if isinstance(models, ModelSettings):
         models = {role: models for role in task.engine_roles()}
-    run = RunDir(out, command or task.name, run_identity(task, models))
+    run = RunDir(
+        out,
+        command or task.name,
+        run_identity(task, models),
+        earlier=earlier_identities(task, models),
+    )
     backends = {role: make_backend(s) for role, s in models.items()}  # validates before any I/O
     try:
         return asyncio.run(
@@ -321,6 +350,7 @@ def _summary(status: str, run: RunDir, ctx: RunContext, seconds: float) -> Summa
         prompt_tokens=pt,
         completion_tokens=ct,
         seconds=round(seconds, 3),
+        backends={role: e.backend.describe() for role, e in ctx.engines.items()},
     )
 
 

@@ -13,33 +13,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import IO, Any
 
 from synthloom.errors import UserError
 from synthloom.llm.cache import ResponseCache
+from synthloom.outputs import write_atomic  # re-exported: moved to synthloom.outputs
 from synthloom.records import Record
 
 RECORDS = "records.jsonl"
 FAILURES = "failures.jsonl"
 MANIFEST = "manifest.json"
 
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write a whole file through a temporary file and rename, so readers never see half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are ordinary files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+__all__ = ["FAILURES", "MANIFEST", "RECORDS", "RunDir", "identity_hash", "write_atomic"]
 
 
 def identity_hash(identity: dict[str, Any]) -> str:
@@ -48,11 +35,20 @@ def identity_hash(identity: dict[str, Any]) -> str:
 
 
 class RunDir:
-    def __init__(self, path: Path, command: str, identity: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        command: str,
+        identity: dict[str, Any],
+        *,
+        earlier: list[dict[str, Any]] | None = None,
+    ) -> None:
         self.path = path
         self.command = command
         self.identity = identity
         self.identity_hash = identity_hash(identity)
+        # the same job as an earlier version of synthloom wrote its identity: it resumes too
+        self.accepted = {self.identity_hash, *(identity_hash(e) for e in earlier or ())}
         self.existing: set[str] = set()
         self.written = 0
         self.already_present = 0
@@ -70,7 +66,7 @@ class RunDir:
                 old = json.loads(manifest.read_text(encoding="utf-8"))
             except ValueError:
                 old = {}
-            if old.get("identity_hash") != self.identity_hash:
+            if old.get("identity_hash") not in self.accepted:
                 changed = _changed_keys(old.get("identity") or {}, self.identity)
                 raise UserError(
                     f"{self.path} holds a different job (changed: {changed or 'config'});"

@@ -13,25 +13,50 @@ from pathlib import Path
 import click
 
 from synthloom import __version__
-from synthloom.cli.audience import audience
-from synthloom.cli.augment import augment
-from synthloom.cli.curate import dedup, export
-from synthloom.cli.distill import distill
-from synthloom.cli.evol import evol
-from synthloom.cli.judge import judge
-from synthloom.cli.pairs import pairs
-from synthloom.cli.qa import qa
-from synthloom.cli.responses import responses
-from synthloom.cli.run import run
-from synthloom.cli.self_instruct import self_instruct
-from synthloom.cli.show import show
-from synthloom.cli.summarize import summarize
 from synthloom.errors import SynthloomError, is_path_error, path_error
 from synthloom.settings import load_config
 from synthloom.terminal import visible
 
+# Commands that are not generated from a task or step; imported when used, so --help is fast.
+OTHER_COMMANDS = {
+    "pairs": "synthloom.cli.pairs:pairs",
+    "run": "synthloom.cli.run:run",
+    "dedup": "synthloom.cli.curate:dedup",
+    "export": "synthloom.cli.curate:export",
+    "show": "synthloom.cli.show:show",
+}
+# Generating commands first, then preference, then curation and inspection.
+ORDER = (
+    "qa", "augment", "self-instruct", "evol", "distill", "summarize", "audience",
+    "responses", "judge", "pairs", "run", "dedup", "export", "show",
+)  # fmt: skip
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+
+class Commands(click.Group):
+    """Every task and step of the registry, plus the other commands, loaded on demand."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        from synthloom.tasks.registry import task_names
+
+        names = set(task_names()) | set(OTHER_COMMANDS)
+        return [n for n in ORDER if n in names] + sorted(names - set(ORDER))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        import importlib
+
+        if name in OTHER_COMMANDS:
+            module, _, attr = OTHER_COMMANDS[name].partition(":")
+            return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+        from synthloom.tasks.registry import task_class, task_names
+
+        if name in task_names():
+            from synthloom.cli.commands import task_command
+
+            return task_command(name, task_class(name))
+        return None
+
+
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="synthloom")
 @click.option(
     "--config",
@@ -42,15 +67,6 @@ from synthloom.terminal import visible
 def cli(ctx: click.Context, config: Path | None) -> None:
     """synthloom: generate, curate and export synthetic training data for language models."""
     ctx.obj = {"config": load_config(config)}
-
-
-# Generating commands, then preference, then curation and inspection.
-for command in (
-    qa, augment, self_instruct, evol, distill, summarize, audience,
-    responses, judge, pairs,
-    run, dedup, export, show,
-):  # fmt: skip
-    cli.add_command(command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,7 +9,8 @@ How a field becomes an option (override any of it with `Field(json_schema_extra=
   name           `--field-name`; `flags` adds others (e.g. ["-n", "--num"]); `flag` replaces it
   bool           `--x/--no-x` (`negative` names the off switch)
   Literal        a click.Choice of its values
-  list[...]      one comma-separated value (`multiple: true`: a repeatable option instead)
+  list[...]      one comma-separated value (`multiple: true`: a repeatable option instead;
+                 `split: false`: the text goes to the model as it is)
   dict[str, str] a repeatable `NAME=VALUE`
   help           the field's `description`, with its default and range
   cli: false     the field is left out of the command (set only by recipes or the API)
@@ -203,7 +204,9 @@ def values_for(
         long = option_name(name, info)
         if prefix:
             long = f"--{prefix}-{long.removeprefix('--')}"
-        if kind == "list" and not _extra(info).get("multiple"):
+        if kind == "list" and _extra(info).get("split") is False:
+            pass  # the model reads the text itself (e.g. a list or a file of one per line)
+        elif kind == "list" and not _extra(info).get("multiple"):
             value = [x.strip() for x in str(value).split(",") if x.strip()]
         elif kind == "list":
             value = list(value)

@@ -14,13 +14,21 @@ from typing import Any
 
 from pydantic import BaseModel
 from rich.console import Console
+from rich.text import Text
 
 from synthloom.errors import SynthloomError, UserError
-from synthloom.export.sft import FORMATS, check_output_path, export_records, read_records
-from synthloom.preference.dataset import PairsParams, preference_data_from_files, run_pairs
-from synthloom.quality.filter_run import dedup_records
+from synthloom.export.sft import FORMATS, export_records, read_records
+from synthloom.outputs import READ_FROM_DIR, RUN_FILES, check_not_input, check_output_path
+from synthloom.preference.dataset import (
+    PairsParams,
+    check_pairs_output,
+    preference_data_from_files,
+    run_pairs,
+)
+from synthloom.quality.filter_run import dedup_records, dedup_target
 from synthloom.recipes.schema import (
     CURATION_STEPS,
+    OUTPUT_PARAMS,
     DedupParams,
     ExportParams,
     Recipe,
@@ -30,11 +38,12 @@ from synthloom.recipes.schema import (
     references,
     step_dir,
 )
-from synthloom.runner import make_backend, run_identity, run_task
+from synthloom.runner import earlier_identities, make_backend, run_identity, run_task
 from synthloom.runs import RunDir
 from synthloom.settings import ModelSettings
 from synthloom.tasks.base import Task
 from synthloom.tasks.registry import task_class
+from synthloom.terminal import visible
 
 console = Console(stderr=True)
 
@@ -77,6 +86,7 @@ def check_recipe(
     for name in only or ():
         if name not in names:
             raise UserError(f"{path}: no step named {name!r} (steps: {', '.join(names)})")
+    _check_output_collisions(path, recipe, params)
     running: set[str] = set()
     planned: list[PlannedStep] = []
     for i, step in enumerate(recipe.steps):
@@ -111,7 +121,10 @@ def run_recipe(
     results: dict[str, dict[str, Any]] = {}
     for ps in plan.steps:
         if show_progress:
-            console.print(f"[bold]step {ps.step.name}[/] ({ps.step.task}) -> {ps.out}")
+            line = Text.assemble(
+                ("step " + visible(ps.step.name), "bold"), f" ({ps.step.task}) -> {visible(ps.out)}"
+            )
+            console.print(line)  # Text: names and paths are never markup
         with _in_step(plan.path, ps):
             results[ps.step.name] = _run_step(plan, ps, show_progress)
         if show_progress and ps.step.task in CURATION_STEPS:
@@ -132,7 +145,8 @@ def _in_step(path: Path, ps: PlannedStep) -> Iterator[None]:
 def _settings(recipe: Recipe, step: Step) -> tuple[ModelSettings, dict[str, ModelSettings]]:
     main = ModelSettings.model_validate({**recipe.model, **step.model})
     extra = {
-        role: ModelSettings.model_validate({**recipe.model, **s}) for role, s in step.models.items()
+        role: ModelSettings.model_validate({**recipe.model, **step.model, **s})
+        for role, s in step.models.items()
     }
     return main, extra
 
@@ -141,21 +155,7 @@ def _models(
     task: Task, step: Step, main: ModelSettings, extra: dict[str, ModelSettings]
 ) -> dict[str, ModelSettings]:
     """Each role the task calls: the step's model, or its entry under `models:`."""
-    roles = task.engine_roles()
-    for role in extra:
-        if role not in roles:
-            hint = "; set `student: true` in params" if role == "student" else ""
-            raise UserError(
-                f"models.{role}: this task does not use a {role!r} model"
-                f" (it uses: {', '.join(roles)}){hint}"
-            )
-    models = {role: extra.get(role, main) for role in roles}
-    if "teacher" in models and "student" in models:
-        from synthloom.tasks.distill import cache_clash
-
-        if clash := cache_clash(models["teacher"], models["student"]):
-            raise UserError(clash)
-    return models
+    return task.models(main, extra, where="models.{role}")
 
 
 def _check_records(source: Path) -> None:
@@ -163,25 +163,56 @@ def _check_records(source: Path) -> None:
     next(iter(read_records(source)), None)
 
 
+def _check_output_collisions(path: Path, recipe: Recipe, params: dict[str, BaseModel]) -> None:
+    """No output param is a file a step keeps in its directory (`<out>/<step>/records.jsonl`,
+    failures.jsonl, manifest.json, rankings.jsonl): checked up front, as those directories
+    may not exist yet."""
+    dirs = {step_dir(recipe, path, s.name).resolve(): s.name for s in recipe.steps}
+    for i, step in enumerate(recipe.steps):
+        for key in OUTPUT_PARAMS.get(step.task, ()):
+            target = Path(getattr(params[step.name], key)).resolve()
+            owner = dirs.get(target.parent)
+            if owner is not None and target.name in (*RUN_FILES, *READ_FROM_DIR):
+                where = locate(path, ("steps", i, "params", key))
+                raise UserError(
+                    f"{where}: step {step.name!r} ({step.task}): {key} {target}: that is"
+                    f" {target.name} of step {owner!r}, which it would replace; choose another"
+                    " file name"
+                )
+
+
+def _task_inputs(params: BaseModel) -> list[Path]:
+    """The paths a task step reads (every Path-valued param: input, seeds, from_docs...)."""
+    found: list[Path] = []
+    for name in type(params).model_fields:
+        value = getattr(params, name)
+        values = value if isinstance(value, list | tuple) else [value]
+        found += [v for v in values if isinstance(v, Path)]
+    return found
+
+
 def _check_step(recipe: Recipe, ps: PlannedStep) -> None:
     p = ps.params
     if isinstance(p, ExportParams):
         if p.format not in FORMATS:
             raise UserError(f"unknown format {p.format!r}; choose one of {', '.join(FORMATS)}")
-        check_output_path(p.path)
+        check_output_path(p.path, what="path")
+        check_not_input(p.path, [p.input], what="path")
         if not ps.deferred:
             _check_records(p.input)
     elif isinstance(p, DedupParams):
+        check_not_input(ps.out, [p.input], what="step directory")
+        check_not_input(dedup_target(ps.out), [p.input], what="step output")
         if not ps.deferred:
             _check_records(p.input)
     elif isinstance(p, PairsParams):
-        if p.out.suffix.lower() not in (".jsonl", ".parquet"):
-            raise UserError(f"out {p.out}: use a .jsonl or .parquet file name")
+        check_pairs_output(p.out, p.responses, p.rankings, ids=p.ids, what="out")
         if not ps.deferred:
             preference_data_from_files(
                 p.responses, p.rankings, mode=p.mode, aggregate_method=p.aggregate, fmt=p.format
             )
     else:
+        check_not_input(ps.out, _task_inputs(p), what="step directory")
         main, extra = _settings(recipe, ps.step)
         for settings in (main, *extra.values()):
             make_backend(settings)  # the GGUF file is there, the API-key variable is set
@@ -189,7 +220,9 @@ def _check_step(recipe: Recipe, ps: PlannedStep) -> None:
             return
         task = task_class(ps.step.task)(p)
         models = _models(task, ps.step, main, extra)
-        RunDir(ps.out, "", run_identity(task, models)).check()
+        RunDir(
+            ps.out, "", run_identity(task, models), earlier=earlier_identities(task, models)
+        ).check()
         ps.task, ps.models = task, models
 
 

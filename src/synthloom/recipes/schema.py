@@ -1,6 +1,7 @@
 """The YAML recipe format: a whole job (sources, tasks, models, filters, outputs) in one file.
 
     out: runs/my-job                 # each step writes to <out>/<step name>/
+    allow_paths_outside: false       # true: outputs may be written outside `out`
     model: {backend: embedded}       # default model settings for every step
     steps:
       - name: pairs
@@ -34,6 +35,12 @@ A step that reads an earlier step's output (`${steps.NAME}`, where NAME runs in 
 invocation) can only be fully checked when it runs, since that output does not exist yet; the
 steps before it will have written their outputs by then (a rerun resumes them from the cache).
 Export formats and output file names are checked for every step up front.
+
+Outputs stay under `out`: a step's directory is `<out>/<step name>` (a step name is a plain
+directory name, never `.` or `..`), and every output param (an export's `path`, a pairs
+step's `out`) must resolve under `out` (after `..` and symbolic links), unless the recipe sets
+`allow_paths_outside: true`. No output may be an input of its own step or a run directory's
+records.jsonl, failures.jsonl or manifest.json (`synthloom.outputs.check_not_input`).
 """
 
 from __future__ import annotations
@@ -43,13 +50,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from synthloom.errors import UserError
 from synthloom.settings import ModelSettings
 from synthloom.tasks.registry import TASKS
 
 CURATION_STEPS = ("dedup", "export", "pairs")
+# params that name a file the step writes (each must resolve under the recipe's `out`)
+OUTPUT_PARAMS = {"export": ("path",), "pairs": ("out",)}
+STEP_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
 class DedupParams(BaseModel):
@@ -70,16 +80,28 @@ class ExportParams(BaseModel):
 
 class Step(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str
     task: str
     params: dict[str, Any] = Field(default_factory=dict)
     model: dict[str, Any] = Field(default_factory=dict)
     models: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, name: str) -> str:
+        """The step's output directory is `<out>/<name>`: a plain directory name only."""
+        if not STEP_NAME.fullmatch(name):
+            raise ValueError(
+                f"step name {name!r} must be a plain directory name: letters, digits, _ . -,"
+                " starting with a letter, digit or _ (not '.', '..' or a path)"
+            )
+        return name
+
 
 class Recipe(BaseModel):
     model_config = ConfigDict(extra="forbid")
     out: Path | None = None
+    allow_paths_outside: bool = False
     model: dict[str, Any] = Field(default_factory=dict)
     steps: list[Step] = Field(min_length=1)
 
@@ -128,6 +150,7 @@ def _fail(path: Path, root: yaml.Node | None, loc: tuple[Any, ...], msg: str) ->
 def _first_error(exc: ValidationError) -> tuple[tuple[Any, ...], str]:
     err = exc.errors()[0]
     msg = "unknown key" if err.get("type") == "extra_forbidden" else err.get("msg", "invalid")
+    msg = msg.removeprefix("Value error, ")  # a validator's own message is the whole message
     return tuple(err.get("loc", ())), msg
 
 
@@ -179,9 +202,29 @@ def load_recipe(
             validated[step.name] = params_model(step.task).model_validate(params)
         except ValidationError as exc:
             loc, msg = _first_error(exc)
+            if loc == ("max_tokens",) and msg == "unknown key":
+                msg = "max_tokens is a model setting: put it under the step's model: (model: {max_tokens: N})"
             raise _fail(path, root, ("steps", i, "params", *loc), msg) from None
+        if not recipe.allow_paths_outside:
+            for key in OUTPUT_PARAMS.get(step.task, ()):
+                outside = _outside(getattr(validated[step.name], key), out_dir(recipe, path))
+                if outside:
+                    raise _fail(path, root, ("steps", i, "params", key), outside)
         names.add(step.name)
     return recipe, validated
+
+
+def _outside(target: Path, out: Path) -> str | None:
+    """Why `target` may not be written (it does not resolve to a path under `out`), or None.
+    Symbolic links that exist are followed, so a link out of `out` is outside too."""
+    resolved, root = target.resolve(), out.resolve()
+    if resolved != root and resolved.is_relative_to(root):
+        return None
+    return (
+        f"{target} resolves to {resolved}, outside the recipe's output directory {out};"
+        " write under it (e.g. ${out}/name.jsonl) or set `allow_paths_outside: true`"
+        " at the top of the recipe"
+    )
 
 
 def out_dir(recipe: Recipe, recipe_path: Path) -> Path:

@@ -12,7 +12,7 @@ from itertools import product
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from synthloom import templates
 from synthloom.errors import UserError
@@ -78,24 +78,45 @@ def read_instructions(path: Path) -> list[Subject]:
 class AudienceParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    topics: list[str] | None = Field(None, description='e.g. ["photosynthesis", "inflation"]')
+    topics: list[str] | None = Field(
+        None,
+        description="topics: comma-separated, or a file with one per line",
+        json_schema_extra={"split": False},
+    )
     instructions: Path | None = Field(
-        None, description="a .txt file (one per line), or .jsonl/.csv/run with 'instruction'"
+        None,
+        description="instructions: a .txt file (one per line), or .jsonl/.csv/run with"
+        " 'instruction'",
     )
     audiences: list[str] | None = Field(
-        None, description="readers to write for (default: a built-in list unless personas)"
+        None,
+        description="readers to write for: comma-separated, or a file (default:"
+        f" {'; '.join(DEFAULT_AUDIENCES)}, unless personas are given)",
+        json_schema_extra={"split": False},
     )
-    personas: list[str] | None = Field(None, description='writers, e.g. "a patient teacher"')
-    samples: int = Field(1, ge=1, description="responses per combination")
+    personas: list[str] | None = Field(
+        None,
+        description='writers (e.g. "a patient kindergarten teacher"): comma-separated, or a file',
+        json_schema_extra={"split": False},
+    )
+    samples: int = Field(
+        1, ge=1, description="responses per combination", json_schema_extra={"flags": ["-n"]}
+    )
     length: str | None = Field(
-        None, description='how long an answer should be, e.g. "one short paragraph"'
+        None, description='how long each answer should be, e.g. "one short paragraph"'
     )
-    max_tokens: int = Field(384, ge=16)
+
+    @field_validator("topics", "audiences", "personas", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return split_list(value) if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _check(self) -> AudienceParams:
         if bool(self.topics) == bool(self.instructions):
-            raise ValueError("give exactly one of topics or instructions")
+            raise ValueError(
+                "give exactly one of topics (--topics) or instructions (--instructions)"
+            )
         for name in ("topics", "audiences", "personas"):
             value = getattr(self, name)
             if value is not None and not [v for v in value if v.strip()]:
@@ -104,8 +125,12 @@ class AudienceParams(BaseModel):
 
 
 class AudienceTask(Task):
+    """Instructions and responses written for an audience and/or in a persona's voice, for
+    every topic (or instruction) crossed with every audience and persona."""
+
     name = "audience"
     Params = AudienceParams
+    sampling = {"max_tokens": 384}
 
     def __init__(self, params: AudienceParams) -> None:
         self.params = params
@@ -118,9 +143,6 @@ class AudienceTask(Task):
         )
         personas: list[str | None] = list(params.personas or ())
         self.pairs = list(product(audiences or [None], personas or [None]))
-
-    def config(self) -> dict[str, Any]:
-        return self.params.model_dump(mode="json")
 
     def units(self) -> list[Unit]:
         units = []
@@ -145,7 +167,7 @@ class AudienceTask(Task):
             instruction=instruction, audience=audience, persona=persona, length=self.params.length
         )
         engine = ctx.engine
-        result = await engine.complete(messages, sample=sample, max_tokens=self.params.max_tokens)
+        result = await engine.complete(messages, sample=sample, max_tokens=self.sampling["max_tokens"])
         data: dict[str, Any] = {
             "instruction": instruction,
             "response": result.value,
@@ -167,7 +189,7 @@ class AudienceTask(Task):
                     template,
                     [result],
                     parents=(subject.parent,) if subject.parent else (),
-                    max_tokens=self.params.max_tokens,
+                    max_tokens=self.sampling["max_tokens"],
                 ),
             )
         ]

@@ -92,25 +92,59 @@ class AugmentParams(BaseModel):
     input: Path = Field(..., description="a .csv/.jsonl file of labelled examples, or a run dir")
     text_column: str = Field("text", description="column holding the example text")
     label_column: str = Field("label", description="column holding the label")
-    per_example: int = Field(2, ge=1, description="variations per example")
+    per_example: int = Field(
+        2,
+        ge=1,
+        description="variations per example (one model call each)",
+        json_schema_extra={"flags": ["-n"]},
+    )
     styles: list[StyleName] = Field(
         default_factory=lambda: list(STYLES),  # type: ignore[arg-type]
         min_length=1,
         description="rewrite styles, cycled over each example's variations",
     )
-    balance: bool = Field(False, description="more variations for minority labels")
+    balance: bool = Field(
+        False,
+        description="ask more variations for minority labels: every label aims at M x (1 + N)"
+        " examples, originals included (M = count of the largest label, N = per_example),"
+        " spread evenly over its examples and capped by max_per_example",
+    )
     max_per_example: int | None = Field(
-        None, ge=1, description="balancing cap per example (default 5 x per_example)"
+        None, ge=1, description="with balance: most variations for one example (default 5 x per_example)"
     )
-    fidelity: Fidelity = Field("model", description="how to check each variation's label")
-    on_drift: Literal["drop", "flag"] = Field("drop", description="what to do on label drift")
+    fidelity: Fidelity = Field(
+        "model",
+        description="label check of every variation: the same model, a judge model, a Naive"
+        " Bayes classifier trained on the originals, or none",
+    )
+    on_drift: Literal["drop", "flag"] = Field(
+        "drop",
+        description="a variation whose checked label differs: drop it (listed in failures.jsonl)"
+        ' or keep it with status "flagged"',
+    )
     max_similarity: float = Field(
-        0.9, gt=0, le=1, description="near-copy threshold vs the original and kept siblings"
+        0.9,
+        gt=0,
+        le=1,
+        description="drop variations at least this similar to their original or to an earlier"
+        " kept variation of the same original",
     )
-    include_originals: bool = Field(True, description="pass the originals through to the output")
-    max_tokens: int | None = Field(
-        None, ge=16, description="longest variation in tokens (default: from the longest input)"
+    include_originals: bool = Field(
+        True,
+        description="write the original examples too, so the output is the whole augmented set",
+        json_schema_extra={"negative": "--no-originals"},
     )
+
+    @field_validator("styles", mode="before")
+    @classmethod
+    def _known(cls, styles: Any) -> Any:
+        if isinstance(styles, list):
+            unknown = [x for x in styles if x not in STYLES]
+            if unknown:
+                raise ValueError(
+                    f"unknown style {', '.join(map(str, unknown))}; choose from {', '.join(STYLES)}"
+                )
+        return styles
 
     @field_validator("styles")
     @classmethod
@@ -122,7 +156,10 @@ class AugmentParams(BaseModel):
     @model_validator(mode="after")
     def _cap(self) -> AugmentParams:
         if self.max_per_example is not None and self.max_per_example < self.per_example:
-            raise ValueError("max_per_example must be at least per_example")
+            raise ValueError(
+                f"max_per_example ({self.max_per_example}) must be at least per_example"
+                f" ({self.per_example})"
+            )
         return self
 
 
@@ -230,8 +267,16 @@ def clean_variation(text: str, style: str, labels: Sequence[str] = ()) -> str:
 
 
 class AugmentTask(Task):
+    """Label-preserving variations of labelled examples for classification training.
+
+    Each variation is dropped if it is a near copy of its original or of an earlier kept
+    variation, and label-checked (--fidelity). Every removal is counted in the summary.
+    """
+
     name = "augment"
     Params = AugmentParams
+    optional_roles = {"judge": "checks labels with --fidelity judge"}
+    sampling: dict[str, Any] = {"max_tokens": None}  # computed from the longest input
 
     def __init__(self, params: AugmentParams) -> None:
         self.params = params
@@ -250,7 +295,7 @@ class AugmentTask(Task):
             max_per_example=params.max_per_example,
         )
         longest = max(len(e.text) for e in self.examples)
-        self.max_tokens = params.max_tokens or max(128, longest // 2 + 64)
+        self.sampling = {"max_tokens": max(128, longest // 2 + 64)}  # from the longest input
         self.variation_schema = create_model(
             "Variation", text=(str, Field(min_length=1, max_length=2 * longest + 80))
         )
@@ -264,14 +309,14 @@ class AugmentTask(Task):
             else None
         )
 
-    def config(self) -> dict[str, Any]:
-        return self.params.model_dump(mode="json")
-
     def total(self) -> int:
         return sum(self.plan)
 
     def engine_roles(self) -> tuple[str, ...]:
         return ("default", "judge") if self.params.fidelity == "judge" else ("default",)
+
+    def unused_role_hint(self, role: str) -> str:
+        return "the judge model options need --fidelity judge (in a recipe: fidelity: judge)"
 
     def units(self) -> list[Unit]:
         styles = self.params.styles
@@ -366,7 +411,7 @@ class AugmentTask(Task):
             schema=self.variation_schema,
             validate=lambda v: clean_variation(v.text, job.style, self.labels),
             sample=job.k,
-            max_tokens=self.max_tokens,
+            **self.sampling,
             temperature=VARY_TEMPERATURE,
         )
 
@@ -453,7 +498,7 @@ class AugmentTask(Task):
                 templates.load("augment_variation"),
                 results,
                 parents=(example.record_id,),
-                max_tokens=self.max_tokens,
+                **self.sampling,
                 temperature=VARY_TEMPERATURE,
             ),
             notes=notes,

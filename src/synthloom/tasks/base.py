@@ -8,7 +8,8 @@ A task is one class in one module of `synthloom.tasks` (plus its prompt, a Jinja
                 recipe params and the docs are generated from it
     roles       the model roles it calls; the first is configured by the model options
     optional_roles  roles a user may add (`--judge-model`, recipe `models: {judge: ...}`)
-    sampling    its sampling defaults, e.g. {"max_tokens": 384}: the one place they live.
+    sampling    its sampling defaults, e.g. {"max_tokens": 384}: the one place they live
+                (a task may compute one from its input in __init__, declaring it None here).
                 Precedence: the step's / command's model options > the task's defaults.
     growable    config keys that only extend a job (raising `n` adds units to a run)
     turns()     what one of its records teaches (SFT turns), so export never guesses
@@ -61,8 +62,14 @@ class Task(ABC):
 
     # -- identity -----------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
-        """The task's own settings; they are part of the run's identity."""
-        return self.params.model_dump(mode="json")
+        """The task's own settings; they are part of the run's identity. The task's default
+        `max_tokens` is part of it (it was a task param before it moved to `sampling`, and
+        keeping it keeps earlier run directories resumable)."""
+        config = self.params.model_dump(mode="json")
+        declared = type(self).sampling
+        if "max_tokens" in declared:
+            config["max_tokens"] = declared["max_tokens"]
+        return config
 
     def total(self) -> int | None:
         """Number of units, for the progress bar (None if unknown)."""
@@ -161,13 +168,17 @@ def provenance(
     parents: tuple[str, ...] = (),
     **sampling: Any,
 ) -> Provenance:
-    """Provenance for a record made from one or more calls of `engine`."""
+    """Provenance for a record made from one or more calls of `engine`. `model` is the model
+    the server reported answering (`model_requested` the name asked for, when different)."""
     keys: list[str] = []
     for r in results:
         keys.extend(r.keys)
+    asked = engine.backend.model
+    served = next((r.completion.model for r in results if r.completion.model), None)
     return Provenance(
         backend=engine.backend.kind,
-        model=engine.backend.model,
+        model=served or asked,
+        model_requested=asked if served and served != asked else None,
         template=template.name,
         template_hash=template.hash,
         params=engine.provenance_params(**sampling),

@@ -33,11 +33,16 @@ class EvolParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     input: Path | None = Field(
-        None, description="instructions: .jsonl/.csv or a run directory (default: shipped seeds)"
+        None,
+        description="instructions: a .jsonl/.csv file or a synthloom run directory (default:"
+        " shipped seeds)",
     )
-    instruction_column: str = Field("instruction", description="column holding the instruction")
-    rounds: int = Field(3, ge=1, description="evolution rounds")
-    max_tokens: int = Field(512, ge=16, description="longest rewrite or answer per call")
+    instruction_column: str = Field(
+        "instruction", description="column (or record field) holding the instruction"
+    )
+    rounds: int = Field(
+        3, ge=1, description="evolution rounds; each round evolves every instruction once"
+    )
 
 
 @dataclass(frozen=True)
@@ -51,8 +56,11 @@ class _Entry:
 
 
 class EvolTask(Task):
+    """Harder, more varied instructions with answers, evolved round by round (Evol-Instruct)."""
+
     name = "evol"
     Params = EvolParams
+    sampling = {"max_tokens": 512}
 
     def __init__(self, params: EvolParams) -> None:
         self.params = params
@@ -65,14 +73,11 @@ class EvolTask(Task):
             source = {"file": str(row.path), "line": row.line}
             self.entries.append(_Entry(len(self.entries), text.strip(), row.record_id, source))
 
-    def config(self) -> dict[str, Any]:
-        return self.params.model_dump(mode="json")
-
     def total(self) -> int:
         return len(self.entries)
 
     def _sampling(self) -> dict[str, Any]:
-        return {"temperature": 0.7, "max_tokens": self.params.max_tokens}
+        return {"temperature": 0.7, "max_tokens": self.sampling["max_tokens"]}
 
     async def execute(self, ctx: RunContext) -> None:
         engine = ctx.engine

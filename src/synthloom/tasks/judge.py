@@ -66,11 +66,22 @@ def verdict_schema(rationale_chars: int = 400) -> type[BaseModel]:
 class JudgeParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    input: Path = Field(..., description="a responses run dir, or JSONL/CSV of responses")
-    mode: Literal["rate", "pairwise"] = Field("rate", description="rate each, or compare pairs")
-    aspects: list[str] = Field(list(ASPECTS), min_length=1, description="criteria, 1-5 each")
-    rationale_chars: int = Field(400, ge=10, le=4000, description="longest rationale")
-    max_tokens: int = Field(384, ge=16)
+    input: Path = Field(
+        ...,
+        description="a responses run directory, or a .jsonl/.csv with prompt_id, prompt,"
+        " response_id, response (group/prompt/response also accepted)",
+    )
+    mode: Literal["rate", "pairwise"] = Field(
+        "rate",
+        description="rate: 1-5 per aspect for each response; pairwise: every pair judged in"
+        " both orders",
+    )
+    aspects: list[str] = Field(
+        list(ASPECTS), min_length=1, description="criteria the judge uses, 1-5 each"
+    )
+    rationale_chars: int = Field(
+        400, ge=10, le=4000, description="longest rationale the judge may write (shorter is faster)"
+    )
 
     @field_validator("aspects")
     @classmethod
@@ -84,8 +95,16 @@ class JudgeParams(BaseModel):
 
 
 class JudgeTask(Task):
+    """Rank each prompt's responses with a judge model (the main model options)."""
+
     name = "judge"
     Params = JudgeParams
+    sampling = {"max_tokens": 384}
+
+    def after_cli(self, summary: Any) -> None:
+        import click
+
+        click.echo(f"rankings: {summary.out / RANKINGS_FILE}", err=True)
 
     def __init__(self, params: JudgeParams) -> None:
         self.params = params
@@ -95,9 +114,6 @@ class JudgeTask(Task):
         self.rating = rating_schema(params.aspects, params.rationale_chars)
         self.verdict = verdict_schema(params.rationale_chars)
         self.rankings: dict[str, Ranking] = {}
-
-    def config(self) -> dict[str, Any]:
-        return self.params.model_dump(mode="json")
 
     def total(self) -> int:
         return len(self.groups)
@@ -124,7 +140,7 @@ class JudgeTask(Task):
         return f"judge:{ctx.engine.backend.model}{mode}"
 
     def _sampling(self) -> dict[str, Any]:
-        return {"max_tokens": self.params.max_tokens}
+        return {"max_tokens": self.sampling["max_tokens"]}
 
     # -- rate ---------------------------------------------------------------------------
     async def _rate(self, ctx: RunContext, unit: Unit) -> list[Record]:

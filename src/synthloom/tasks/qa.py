@@ -42,37 +42,42 @@ class QAParams(BaseModel):
         None, description='what the questions are about, e.g. "product returns"'
     )
     from_docs: Path | None = Field(None, description="a .txt/.md file or a directory of them")
-    n: int = Field(10, ge=1, description="pairs for the topic, or per document chunk")
-    chunk_size: int = Field(1500, ge=200)
-    chunk_overlap: int = Field(200, ge=0)
-    max_tokens: int = Field(384, ge=16)
+    n: int = Field(
+        10,
+        ge=1,
+        description="pairs for the topic, or per document chunk",
+        json_schema_extra={"flags": ["-n"], "flag": "--num"},
+    )
+    chunk_size: int = Field(1500, ge=200, description="characters per document chunk")
+    chunk_overlap: int = Field(
+        200, ge=0, description="characters shared by neighbouring chunks"
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> QAParams:
         if bool(self.topic) == bool(self.from_docs):
-            raise ValueError("give exactly one of topic or from_docs")
+            raise ValueError("give exactly one of topic (--topic) or from_docs (--from-docs)")
         return self
 
 
 class QATask(Task):
+    """Question/answer pairs about a topic, or grounded in documents."""
+
     name = "qa"
     Params = QAParams
+    sampling = {"max_tokens": 384}
 
     def __init__(self, params: QAParams) -> None:
         self.params = params
         self.topic = params.topic
         self.n = params.n
         self.docs = params.from_docs
-        self.max_tokens = params.max_tokens
         self.chunks: list[Chunk] = (
             load_documents(self.docs, params.chunk_size, params.chunk_overlap)
             if self.docs is not None
             else []
         )
         self._seen: dict[str, str] = {}  # normalized question -> id of the first record
-
-    def config(self) -> dict[str, Any]:
-        return self.params.model_dump(mode="json")
 
     def units(self) -> list[Unit]:
         if self.docs is None:
@@ -117,14 +122,14 @@ class QATask(Task):
                 },
             }
         result = await engine.complete(
-            messages, schema=QAPair, validate=self._check, sample=sample, max_tokens=self.max_tokens
+            messages, schema=QAPair, validate=self._check, sample=sample, **self.sampling
         )
         pair: QAPair = result.value
         record = Record(
             id=stable_id(self.name, unit.id, result.key),
             task=self.name,
             data={"question": pair.question.strip(), "answer": pair.answer.strip(), **extra},
-            provenance=provenance(engine, template, [result], max_tokens=self.max_tokens),
+            provenance=provenance(engine, template, [result], **self.sampling),
         )
         # An exact repeat of an earlier question is kept but flagged, never silently dropped;
         # `synthloom dedup` removes them. (Rejecting it here would make resume order-dependent.)

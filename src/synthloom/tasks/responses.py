@@ -59,20 +59,44 @@ async def settle(calls: Iterable[Awaitable[T]]) -> list[T | CallFailed]:
 class ResponsesParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    input: Path | None = Field(None, description="JSONL/CSV of prompts, or a previous run dir")
-    prompt_column: str = Field("prompt", description="column holding the prompt text")
-    prompts: list[str] = Field(default_factory=list, description="prompts given directly")
-    k: int = Field(4, ge=1, le=26, description="responses per prompt")
-    temperatures: list[float] = Field([0.7, 1.0], min_length=1, description="cycled over slots")
-    styles: list[str] = Field(default_factory=list, description="style names, cycled over slots")
+    input: Path | None = Field(
+        None, description="prompts: a .jsonl/.csv file or a previous run directory"
+    )
+    prompt_column: str = Field("prompt", description="column holding the prompt")
+    prompts: list[str] = Field(
+        default_factory=list,
+        description="a prompt (repeatable)",
+        json_schema_extra={"flag": "--prompt", "multiple": True},
+    )
+    k: int = Field(
+        4,
+        ge=1,
+        le=26,
+        description="responses per prompt (ids A, B, C, ...)",
+        json_schema_extra={"flags": ["-k"]},
+    )
+    temperatures: list[float] = Field(
+        [0.7, 1.0], min_length=1, description="sampling temperatures cycled over the K responses"
+    )
+    styles: list[str] = Field(
+        default_factory=list,
+        description="styles cycled over the K responses (each a system prompt): "
+        + ", ".join(STYLES)
+        + ", or a custom style's name",
+    )
     custom_styles: dict[str, str] = Field(
-        default_factory=dict, description="extra styles: name -> system prompt"
+        default_factory=dict,
+        description="define a style (repeatable); it is used even if styles does not name it",
+        json_schema_extra={"flag": "--custom-style", "metavar": "NAME=SYSTEM PROMPT"},
     )
     extra_models: list[str] = Field(
-        default_factory=list, description="engine roles besides 'default', cycled over slots"
+        default_factory=list,
+        description="model roles besides 'default', cycled over the K responses",
+        json_schema_extra={"cli": False},  # the command line's --extra-model defines them
     )
-    max_regenerations: int = Field(3, ge=0, description="re-asks per duplicated response")
-    max_tokens: int = Field(512, ge=16)
+    max_regenerations: int = Field(
+        3, ge=0, description="re-asks for a response that duplicates an earlier one of its prompt"
+    )
 
     @field_validator("temperatures")
     @classmethod
@@ -84,10 +108,11 @@ class ResponsesParams(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> ResponsesParams:
         if self.input is None and not self.prompts:
-            raise ValueError("give an input file or at least one prompt")
+            raise ValueError("give --input PATH or at least one --prompt TEXT (in a recipe: input or prompts)")
         for name in [*self.custom_styles, *self.extra_models]:
             if not NAME_RE.match(name):
                 raise ValueError(f"name {name!r} may only use letters, digits, '_' and '-'")
+        self.styles += [name for name in self.custom_styles if name not in self.styles]
         known = {**STYLES, **self.custom_styles}
         unknown = [s for s in self.styles if s not in known]
         if unknown:
@@ -117,8 +142,62 @@ class Slot:
 
 
 class ResponsesTask(Task):
+    """K diverse responses per prompt, to be ranked into preference pairs."""
+
     name = "responses"
     Params = ResponsesParams
+    sampling = {"max_tokens": 512}
+
+    def engine_roles(self) -> tuple[str, ...]:
+        return ("default", *self.params.extra_models)
+
+    def check_models(self, models: dict[str, Any]) -> None:
+        if "temperatures" in self.params.model_fields_set and any(
+            s.temperature is not None for s in models.values()
+        ):
+            raise UserError(
+                "give temperatures (--temperatures) or a model temperature (--temperature),"
+                " not both"
+            )
+
+    @classmethod
+    def cli_options(cls) -> list[Any]:
+        import click
+
+        return [
+            click.option(
+                "--extra-model",
+                "extra_model_specs",
+                multiple=True,
+                metavar="NAME=[BASE_URL|]MODEL",
+                help="Another model, cycled with the main one over the K responses"
+                " (repeatable). NAME=MODEL uses the main backend and endpoint;"
+                " NAME=BASE_URL|MODEL an OpenAI-compatible endpoint.",
+            )
+        ]
+
+    @classmethod
+    def from_cli(
+        cls, values: dict[str, Any], given: dict[str, Any], main: Any, extra: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        from synthloom.settings import role_settings
+
+        for spec in given.get("extra_model_specs") or ():
+            name, sep, value = spec.partition("=")
+            url, bar, model = value.rpartition("|")
+            if not sep or not name.strip() or not value.strip() or (bar and not url.strip()):
+                raise UserError(f"--extra-model: expected NAME=MODEL or NAME=BASE_URL|MODEL, got {spec!r}")
+            name = name.strip()
+            if name in extra or name == "default":
+                raise UserError(f"--extra-model: name {name!r} is used twice (or is 'default')")
+            overrides = (
+                {"backend": "openai", "base_url": url.strip(), "model": model.strip()}
+                if bar
+                else {"model": value.strip()}
+            )
+            extra[name] = role_settings(main, overrides, where="--extra-model: ")
+        values["extra_models"] = list(extra)
+        return values, extra
 
     def __init__(self, params: ResponsesParams) -> None:
         self.params = params
@@ -164,12 +243,6 @@ class ResponsesTask(Task):
             duplicates += old is not item  # the same prompt twice (e.g. a responses run): once
         return list(items.values()), duplicates
 
-    def config(self) -> dict[str, Any]:
-        return self.params.model_dump(mode="json")
-
-    def engine_roles(self) -> tuple[str, ...]:
-        return ("default", *self.params.extra_models)
-
     def total(self) -> int:
         return len(self.items)
 
@@ -185,7 +258,7 @@ class ResponsesTask(Task):
         template = templates.load("responses")
         messages = template.messages(system=slot.system, prompt=item.prompt)
         return await ctx.engines[slot.role].complete(
-            messages, sample=sample, max_tokens=self.params.max_tokens, temperature=slot.temperature
+            messages, sample=sample, max_tokens=self.sampling["max_tokens"], temperature=slot.temperature
         )
 
     async def _responses(self, ctx: RunContext, unit: Unit) -> list[Record]:
@@ -240,7 +313,7 @@ class ResponsesTask(Task):
         regenerated: int,
     ) -> Record:
         engine = ctx.engines[slot.role]
-        sampling = {"max_tokens": self.params.max_tokens, "temperature": slot.temperature}
+        sampling = {"max_tokens": self.sampling["max_tokens"], "temperature": slot.temperature}
         notes: dict[str, Any] = {"sample": sample, "role": slot.role}
         if item.source:
             notes["source"] = item.source

@@ -102,16 +102,27 @@ class SelfInstructParams(BaseModel):
     seeds: Path | None = Field(
         None, description="seed tasks, JSONL in the Self-Instruct format (default: shipped set)"
     )
-    num_instructions: int = Field(20, ge=1, description="new tasks to keep")
+    num_instructions: int = Field(
+        20, ge=1, description="new tasks to keep", json_schema_extra={"flags": ["-n"]}
+    )
     per_call: int = Field(
-        8, ge=1, le=50, description="new instructions asked for per call (Alpaca asks for 20)"
+        8,
+        ge=1,
+        le=50,
+        description="new instructions asked for per call (Alpaca asks for 20; small models do"
+        " better with few)",
     )
     batch: int = Field(4, ge=1, description="generation calls per round")
-    max_rounds: int = Field(10, ge=1, description="stop after this many rounds")
-    classify: Literal["model", "keywords"] = Field(
-        "model", description="decide classification by asking the model, or by keywords"
+    max_rounds: int = Field(
+        10,
+        ge=1,
+        description="stop after this many rounds even if fewer tasks were kept (the shortfall"
+        " is reported)",
     )
-    max_tokens: int = Field(512, ge=16, description="longest answer per call")
+    classify: Literal["model", "keywords"] = Field(
+        "model",
+        description="decide whether a task is classification by asking the model, or by keywords",
+    )
 
 
 @dataclass(frozen=True)
@@ -130,8 +141,11 @@ class _Candidate:
 
 
 class SelfInstructTask(Task):
+    """New instruction-following tasks bootstrapped from seed tasks (Self-Instruct)."""
+
     name = "self-instruct"
     Params = SelfInstructParams
+    sampling = {"max_tokens": 512}
 
     def __init__(self, params: SelfInstructParams) -> None:
         self.params = params
@@ -142,9 +156,6 @@ class SelfInstructTask(Task):
         )
         self.classify_demos = [s for pair in zip_longest(yes, no) for s in pair if s is not None]
 
-    def config(self) -> dict[str, Any]:
-        return self.params.model_dump(mode="json")
-
     def total(self) -> int:
         return self.params.batch
 
@@ -152,7 +163,7 @@ class SelfInstructTask(Task):
         end = n_examples + self.params.per_call + 1  # stop before the item after the last
         return {
             "temperature": 0.7,
-            "max_tokens": self.params.max_tokens,
+            "max_tokens": self.sampling["max_tokens"],
             "stop": [f"\n{end}.", f"\n{end} ."],
         }
 
@@ -257,7 +268,7 @@ class SelfInstructTask(Task):
                 limit=MAX_INSTANCES,
             ),
             temperature=0.2,
-            max_tokens=self.params.max_tokens,
+            max_tokens=self.sampling["max_tokens"],
             stop=[f"Example {MAX_INSTANCES + 1}", "\nTask:"],
             accept_truncated=True,  # filter_instances drops the cut-off last instance
         )

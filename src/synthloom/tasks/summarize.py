@@ -38,16 +38,31 @@ class SummarizeParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     input: Path = Field(
-        ..., description="a .txt/.md file, a directory of them, a .jsonl/.csv file or a run"
+        ...,
+        description="articles: a .txt/.md file or a directory of them (one article per file),"
+        " or a .jsonl/.csv file or previous run (one per row)",
     )
     text_column: str = Field("text", description="JSONL/CSV column holding the article")
-    id_column: str | None = Field(None, description="JSONL/CSV column holding the article id")
+    id_column: str | None = Field(
+        None, description="JSONL/CSV column holding the article id (default: file:line)"
+    )
     title_column: str | None = Field(None, description="JSONL/CSV column holding the title")
-    k: int = Field(3, ge=1, description="candidate summaries per article")
-    lengths: list[str] = Field(["three sentences"], min_length=1, description="target lengths")
-    styles: list[str] = Field(["neutral"], min_length=1, description="styles")
-    max_chars: int = Field(6000, ge=200, description="longer articles are truncated")
-    max_tokens: int = Field(320, ge=16)
+    k: int = Field(
+        3, ge=1, description="candidate summaries per article", json_schema_extra={"flags": ["-k"]}
+    )
+    lengths: list[str] = Field(
+        ["three sentences"],
+        min_length=1,
+        description='target lengths, e.g. "one sentence,about 50 words,a bullet list of 3"',
+    )
+    styles: list[str] = Field(
+        ["neutral"],
+        min_length=1,
+        description=f"styles ({', '.join(STYLE_HINTS)}, or your own words)",
+    )
+    max_chars: int = Field(
+        6000, ge=200, description="longer articles are truncated (and counted)"
+    )
 
 
 @dataclass(frozen=True)
@@ -134,8 +149,12 @@ def load_articles(p: SummarizeParams) -> list[Article]:
 
 
 class SummarizeTask(Task):
+    """K candidate summaries per article, lengths and styles crossed and cycled across the K,
+    ready for human review or a judge (the K candidates of an article share data.group)."""
+
     name = "summarize"
     Params = SummarizeParams
+    sampling = {"max_tokens": 320}
 
     def __init__(self, params: SummarizeParams) -> None:
         self.params = params
@@ -149,9 +168,6 @@ class SummarizeTask(Task):
             lengths.pop() if len(lengths) == 1 else None,
             styles.pop() if len(styles) == 1 else None,
         )
-
-    def config(self) -> dict[str, Any]:
-        return self.params.model_dump(mode="json")
 
     @staticmethod
     def turns(data: dict[str, Any]) -> list[Turn]:
@@ -186,7 +202,7 @@ class SummarizeTask(Task):
         messages = render(length, style)
         shared = render(*self.shared)
         engine = ctx.engine
-        result = await engine.complete(messages, sample=k, max_tokens=self.params.max_tokens)
+        result = await engine.complete(messages, sample=k, max_tokens=self.sampling["max_tokens"])
         summary: str = result.value
         record = Record(
             id=stable_id(self.name, unit.id, result.key),
@@ -213,7 +229,7 @@ class SummarizeTask(Task):
                 template,
                 [result],
                 parents=(article.parent,) if article.parent else (),
-                max_tokens=self.params.max_tokens,
+                max_tokens=self.sampling["max_tokens"],
             ),
         )
         if len(summary.split()) >= len(article.text.split()):
