@@ -5,9 +5,9 @@ from typing import Any
 
 import click
 
-from synthloom.errors import UserError
 from synthloom.export.trl import sidecar_path
-from synthloom.preference.dataset import FORMATS, preference_data_from_files
+from synthloom.preference.dataset import FORMATS, check_pairs_output, preference_data_from_files
+from synthloom.terminal import visible
 
 
 @click.command()
@@ -71,8 +71,7 @@ def pairs(
     ids: bool,
 ) -> None:
     """Turn rankings of responses into chosen/rejected pairs (no model calls)."""
-    if out.suffix.lower() not in (".jsonl", ".parquet"):
-        raise UserError(f"--out {out}: use a .jsonl or .parquet file name")
+    check_pairs_output(out, responses_path, rankings_paths, ids=ids)
     data = preference_data_from_files(
         responses_path, rankings_paths, mode=mode, aggregate_method=aggregate_method, fmt=fmt
     )
@@ -98,7 +97,7 @@ def pairs(
         f" {s['aggregated_prompts']} prompt(s) aggregated ({aggregate_method})",
         _agreement(s["mean_kendall_tau"], s["krippendorff_alpha"]),
     ]
-    click.echo("\n".join(lines))
+    click.echo("\n".join(visible(line) for line in lines))
 
 
 def _agreement(tau: float | None, alpha: float | None) -> str:

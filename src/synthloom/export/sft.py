@@ -15,6 +15,7 @@ from typing import Any
 
 from synthloom.errors import UserError
 from synthloom.export.trl import write_rows
+from synthloom.outputs import check_not_input, check_output_path
 
 FORMATS = ("alpaca", "sharegpt", "messages", "prompt-completion", "data")
 
@@ -80,16 +81,6 @@ def _row(t: Turn, fmt: str) -> dict[str, Any]:
     raise ValueError(fmt)
 
 
-def check_output_path(out: Path) -> None:
-    if out.suffix.lower() not in (".jsonl", ".parquet"):
-        raise UserError(f"{out}: the output must end in .jsonl or .parquet")
-    if out.suffix.lower() == ".parquet":
-        try:
-            import pyarrow  # noqa: F401
-        except ImportError:
-            raise UserError("Parquet output needs pyarrow: pip install 'synthloom[hf]'") from None
-
-
 def read_records(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
     if path.is_dir():
         path = path / "records.jsonl"
@@ -115,6 +106,7 @@ def export_records(
     if fmt not in FORMATS:
         raise UserError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     check_output_path(out)
+    check_not_input(out, [source])
     counts: Counter[str] = Counter()
     rows: list[dict[str, Any]] = []
     for _, record in read_records(source):

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from synthloom.outputs import atomic_file
 from synthloom.preference.rankings import Pair, Ranking
 
 Message = dict[str, str]
@@ -208,24 +208,6 @@ def id_rows(items: Sequence[PreferenceItem | KTOItem]) -> list[Row]:
     return out
 
 
-def _atomic(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        write(tmp)
-        with tmp.open("rb") as fh:
-            os.fsync(fh.fileno())
-        tmp.chmod(0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return target
-
-
 def write_jsonl_atomic(rows: Iterable[Row], path: str | os.PathLike[str]) -> Path:
     """Write one JSON object per line (UTF-8) via a temp file and ``os.replace``."""
 
@@ -234,7 +216,7 @@ def write_jsonl_atomic(rows: Iterable[Row], path: str | os.PathLike[str]) -> Pat
             for row in rows:
                 fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
 
-    return _atomic(path, write)
+    return atomic_file(path, write)
 
 
 def write_parquet_atomic(rows: Sequence[Row], path: str | os.PathLike[str]) -> Path:
@@ -248,7 +230,7 @@ def write_parquet_atomic(rows: Sequence[Row], path: str | os.PathLike[str]) -> P
         raise UserError("Parquet output needs pyarrow: pip install 'synthloom[hf]'") from None
 
     table = pa.Table.from_pylist(list(rows))
-    return _atomic(path, lambda tmp: pq.write_table(table, tmp))
+    return atomic_file(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def sidecar_path(path: str | os.PathLike[str]) -> Path:

@@ -32,12 +32,14 @@ from synthloom.export.trl import (
     id_rows,
     kto_items,
     preference_items,
+    sidecar_path,
     to_trl_kto,
     to_trl_preference,
     to_trl_reward,
     write_jsonl_atomic,
     write_rows,
 )
+from synthloom.outputs import check_not_input, check_output_path
 from synthloom.preference.rankings import (
     AggregateMethod,
     PairMode,
@@ -350,10 +352,23 @@ class PairsParams(BaseModel):
     ids: bool = True
 
 
+def check_pairs_output(
+    out: Path, responses: Path, rankings: Sequence[Path], *, ids: bool, what: str = "--out"
+) -> None:
+    """The output (and its `<stem>.ids.jsonl`) is a .jsonl/.parquet file that is none of the
+    inputs and no run directory's own file (UserError otherwise); nothing is read or written."""
+    check_output_path(out, what=what)
+    inputs = [responses, *rankings]
+    check_not_input(out, inputs, what=what)
+    if ids:
+        check_not_input(sidecar_path(out), inputs, what=f"{what} (its ids file)")
+
+
 def run_pairs(params: PairsParams) -> dict[str, Any]:
     """Build and write a preference dataset; returns its summary (with `rows` and `out`)."""
-    if params.out.suffix.lower() not in (".jsonl", ".parquet"):
-        raise UserError(f"pairs out {params.out}: use a .jsonl or .parquet file name")
+    check_pairs_output(
+        params.out, params.responses, params.rankings, ids=params.ids, what="pairs out"
+    )
     data = preference_data_from_files(
         params.responses,
         params.rankings,

@@ -7,8 +7,13 @@ from collections import Counter
 from pathlib import Path
 
 from synthloom.export.sft import read_records
+from synthloom.outputs import check_not_input, write_atomic
 from synthloom.quality.dedup import ExactDedup, NearDedup
-from synthloom.runs import write_atomic
+
+
+def dedup_target(out: Path) -> Path:
+    """The file a dedup writes: `out` if it is a .jsonl file, else `out/records.jsonl`."""
+    return out / "records.jsonl" if out.suffix != ".jsonl" else out
 
 
 def dedup_records(
@@ -22,7 +27,11 @@ def dedup_records(
 ) -> Counter[str]:
     """Keep the first of each exact (normalized) and, if `near`, near-duplicate (MinHash over
     word 5-grams, ~0.75 Jaccard) `data[field]`; drop texts under `min_words` words.
-    Writes kept records to `out` (a .jsonl file, or `out/records.jsonl` for a directory)."""
+    Writes kept records to `out` (a .jsonl file, or `out/records.jsonl` for a directory),
+    which may not be the source, its directory, or a run directory's own file."""
+    target = dedup_target(out)
+    check_not_input(out, [source])
+    check_not_input(target, [source])
     exact, nearly = ExactDedup(), NearDedup() if near else None
     counts: Counter[str] = Counter()
     kept: list[str] = []
@@ -44,7 +53,6 @@ def dedup_records(
             counts["dropped_near_duplicate"] += 1
         else:
             kept.append(json.dumps(record, ensure_ascii=True))
-    target = out / "records.jsonl" if out.suffix != ".jsonl" else out
     write_atomic(target, "".join(x + "\n" for x in kept))
     counts["records_out"] = len(kept)
     return counts
