@@ -1,0 +1,143 @@
+"""The task contract: every registered task's command and recipe step are the same thing.
+
+Options are generated from each task's `Params`, so these tests check what a user relies
+on: every param is settable from the command line under its documented name, with the same
+default and range the recipe uses, and the CLI and a recipe refuse the same bad values."""
+
+from __future__ import annotations
+
+import typing
+from pathlib import Path
+from typing import Any
+
+import annotated_types
+import click
+import pytest
+from pydantic.fields import FieldInfo
+
+from synthloom.cli import cli
+from synthloom.cli.options import option_name
+from synthloom.errors import UserError
+from synthloom.recipes.schema import load_recipe
+from synthloom.settings import ModelSettings
+from synthloom.tasks.registry import task_class, task_names
+
+TASKS = task_names()
+
+
+def _command(name: str) -> click.Command:
+    ctx = click.Context(cli)
+    command = cli.get_command(ctx, name)
+    assert command is not None, f"no command for task {name}"
+    return command
+
+
+def _cli_fields(info: FieldInfo) -> bool:
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    return extra.get("cli") is not False
+
+
+def _bounds(info: FieldInfo) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for rule in info.metadata:
+        for attr in ("ge", "gt", "le", "lt"):
+            if isinstance(rule, getattr(annotated_types, attr.capitalize())):
+                found[attr] = getattr(rule, attr)
+    return found
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_every_param_is_an_option_with_the_same_default_and_range(name: str) -> None:
+    cls = task_class(name)
+    command = _command(name)
+    by_dest = {p.name: p for p in command.params if isinstance(p, click.Option)}
+    for field, info in cls.Params.model_fields.items():
+        if not _cli_fields(info):
+            continue
+        option = by_dest.get(field)
+        assert option is not None, f"{name}: param {field} has no option"
+        assert option_name(field, info) in option.opts + option.secondary_opts
+        help_text = option.help or ""
+        if info.is_required():
+            assert "required" in help_text, f"{name} {field}: required but not said so"
+            continue
+        default = info.get_default(call_default_factory=True)
+        if typing.get_origin(info.annotation) is None and default not in (None, [], {}):
+            if info.annotation is bool:
+                assert option.show_default, f"{name} --{field}: default not shown"
+            else:
+                assert f"default: {default}" in help_text, f"{name} {field}: {help_text!r}"
+        bounds = _bounds(info)
+        for value in bounds.values():
+            assert str(value) in help_text, f"{name} {field}: range {bounds} not in help"
+        # the option itself never decides: an absent option leaves the model's default
+        assert option.default is None
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_every_option_is_a_param_or_a_model_setting(name: str) -> None:
+    cls = task_class(name)
+    roles = set(getattr(cls, "optional_roles", {}))
+    extras = {p.name for decorator in cls.cli_options() for p in _params_of(decorator)}
+    known = set(cls.Params.model_fields) | set(ModelSettings.model_fields) | {"out"} | extras
+    for param in _command(name).params:
+        if any(param.name.startswith(f"{role}_") for role in roles):
+            continue
+        assert param.name in known, f"{name}: option {param.opts} maps to no param or setting"
+
+
+def _params_of(decorator: Any) -> list[click.Parameter]:
+    def f() -> None: ...
+
+    decorator(f)
+    return list(getattr(f, "__click_params__", []))
+
+
+def _bad_value(info: FieldInfo) -> Any:
+    bounds = _bounds(info)
+    if "ge" in bounds:
+        return bounds["ge"] - 1
+    if "gt" in bounds:
+        return bounds["gt"]
+    if "le" in bounds:
+        return bounds["le"] + 1
+    return None
+
+
+CASES = [
+    (name, field)
+    for name in TASKS
+    for field, info in task_class(name).Params.model_fields.items()
+    if _cli_fields(info) and _bad_value(info) is not None
+]
+
+
+@pytest.mark.parametrize(("name", "field"), CASES)
+def test_cli_and_recipe_refuse_the_same_out_of_range_value(
+    name: str, field: str, tmp_path: Path
+) -> None:
+    fields = task_class(name).Params.model_fields
+    info = fields[field]
+    bad = _bad_value(info)
+    flag = option_name(field, info)
+    required = [f for f, i in fields.items() if i.is_required()]  # given, so the bad value is
+    args = [a for f in required for a in (option_name(f, fields[f]), "in.jsonl")]  # the error
+    with pytest.raises(UserError) as from_cli:
+        cli.main(
+            args=[name, *args, flag, str(bad), "--out", str(tmp_path / "o")], standalone_mode=False
+        )
+    assert flag in str(from_cli.value)
+    params = ", ".join([f"{f}: in.jsonl" for f in required] + [f"{field}: {bad}"])
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"steps:\n  - name: s\n    task: {name}\n    params: {{{params}}}\n")
+    with pytest.raises(UserError) as from_recipe:
+        load_recipe(recipe)
+    assert f"params.{field}" in str(from_recipe.value)
+    # the same rule, in the same words
+    assert str(from_cli.value).split(": ", 1)[1] in str(from_recipe.value)
+
+
+def test_readme_table_has_a_row_per_task() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    missing = [name for name in TASKS if f"| `{name}` |" not in readme]
+    assert not missing, f"README's task table has no row for {missing}"
