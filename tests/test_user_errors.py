@@ -326,7 +326,10 @@ def test_a_50_mb_prompt_fails_its_unit_at_once_on_the_embedded_model(tmp_path: P
     big = "The quick brown fox jumps over the lazy dog. " * (50 * 1024 * 1024 // 45)
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text(
-        json.dumps({"prompt": "Reply with one word: hello."}) + "\n" + json.dumps({"prompt": big}) + "\n"
+        json.dumps({"prompt": "Reply with one word: hello."})
+        + "\n"
+        + json.dumps({"prompt": big})
+        + "\n"
     )
     out = tmp_path / "run"
     started = time.monotonic()
@@ -341,3 +344,24 @@ def test_a_50_mb_prompt_fails_its_unit_at_once_on_the_embedded_model(tmp_path: P
     (failure,) = [json.loads(line) for line in (out / "failures.jsonl").read_text().splitlines()]
     assert failure["cause"] == "too_long" and failure["unit"].startswith("line2")
     assert "52,428,7" in failure["detail"] and "context of 2,048 tokens" in failure["detail"]
+
+
+# -- a large job says how large before it starts -----------------------------------------------
+
+
+def test_a_one_line_document_of_2_mb_announces_its_size(tmp_path: Path) -> None:
+    doc = tmp_path / "doc.txt"
+    doc.write_text("word " * (2_100_000 // 5))  # one line, no paragraph or sentence breaks
+    result = synthloom(
+        "qa", "--from-docs", str(doc), "-n", "1", "--chunk-size", "200", "--chunk-overlap", "0",
+        "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1", "--out", str(tmp_path / "r"),
+    )  # fmt: skip
+    lines = result.stderr.splitlines()
+    assert result.returncode == 2 and "cannot reach" in lines[-1]  # nothing was called
+    assert lines[0].startswith("this job makes at least 10,")
+    assert "chunks x 1); Ctrl-C to stop, it can be resumed" in lines[0]
+
+
+def test_a_small_job_does_not_announce_its_size(tmp_path: Path, stub: StubServer) -> None:
+    result = _qa(stub, tmp_path / "run")
+    assert result.returncode == 0 and "this job makes" not in result.stderr

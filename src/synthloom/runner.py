@@ -205,6 +205,7 @@ def run_task(
         earlier=earlier_identities(task, models),
     )
     backends = {role: make_backend(s) for role, s in models.items()}  # validates before any I/O
+    announce_size(task)
     try:
         return asyncio.run(
             _execute(task, models, backends, cache or cache_path(), run, show_progress)
@@ -218,6 +219,25 @@ def run_task(
         if isinstance(first, OSError) and is_path_error(first):
             raise path_error(first) from None
         raise
+
+
+LARGE_JOB = 10_000  # units; a job this big says so before it starts
+
+
+def announce_size(task: Task) -> str | None:
+    """Print (on stderr) and return how big a large job is before it starts, so that a huge
+    input (a 50 MB one-line document) never silently becomes tens of thousands of calls."""
+    total = task.total()
+    if total is None or total <= LARGE_JOB:
+        return None
+    describe = getattr(task, "size_detail", None)
+    detail = describe() if callable(describe) else None
+    line = (
+        f"this job makes at least {total:,} model calls{f' ({detail})' if detail else ''};"
+        " Ctrl-C to stop, it can be resumed"
+    )
+    console.print(line, markup=False, highlight=False, soft_wrap=True)
+    return line
 
 
 async def _start(backends: dict[str, Backend]) -> None:

@@ -89,6 +89,12 @@ class QATask(Task):
     def total(self) -> int:
         return len(self.chunks) * self.n if self.docs is not None else self.n
 
+    def size_detail(self) -> str | None:
+        """Where the number of calls comes from (shown before a large job starts)."""
+        if self.docs is None:
+            return None
+        return f"{len(self.chunks):,} chunks x {self.n}"
+
     async def execute(self, ctx: RunContext) -> None:
         await ctx.for_each(self.units(), lambda unit: self._pair(ctx, unit))
 
