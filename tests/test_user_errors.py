@@ -365,3 +365,36 @@ def test_a_one_line_document_of_2_mb_announces_its_size(tmp_path: Path) -> None:
 def test_a_small_job_does_not_announce_its_size(tmp_path: Path, stub: StubServer) -> None:
     result = _qa(stub, tmp_path / "run")
     assert result.returncode == 0 and "this job makes" not in result.stderr
+
+
+# -- ./synthloom.yaml is a config only if it looks like one ------------------------------------
+
+RECIPE = Path(__file__).parent.parent / "recipes" / "qa.yaml"
+
+
+def test_a_recipe_saved_as_synthloom_yaml_is_not_loaded_as_config(
+    tmp_path: Path, stub: StubServer
+) -> None:
+    (tmp_path / "synthloom.yaml").write_text(RECIPE.read_text())
+    result = synthloom(
+        "qa", "--topic", "returns", "-n", "1", "--backend", "openai",
+        "--base-url", stub.base_url, "--out", "run", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    note = "./synthloom.yaml looks like a recipe (it has steps:); not loaded as config"
+    assert result.stderr.count(note) == 1
+    assert len((tmp_path / "run" / "records.jsonl").read_text().splitlines()) == 1
+
+
+def test_a_recipe_named_as_config_explicitly_says_how_to_run_it(tmp_path: Path) -> None:
+    result = synthloom("--config", str(RECIPE), "qa", "--topic", "returns", cwd=tmp_path)
+    assert result.returncode == 2
+    line = _one_error_line(result.stderr)
+    assert "looks like a recipe (it has steps:)" in line and f"synthloom run {RECIPE}" in line
+
+
+def test_a_config_saved_as_synthloom_yaml_is_still_loaded(tmp_path: Path, stub: StubServer) -> None:
+    (tmp_path / "synthloom.yaml").write_text(f"backend: openai\nbase_url: {stub.base_url}\n")
+    result = synthloom("qa", "--topic", "returns", "-n", "1", "--out", "run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "not loaded" not in result.stderr and stub.stats.requests == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -121,23 +122,49 @@ def load_yaml(path: Path) -> Any:
 
 def load_config(path: Path | None) -> dict[str, Any]:
     """Defaults for model options from a YAML config file (explicit, $SYNTHLOOM_CONFIG,
-    or ./synthloom.yaml). Unknown keys are errors, so a typo never silently does nothing."""
+    or ./synthloom.yaml). Unknown keys are errors, so a typo never silently does nothing.
+
+    ./synthloom.yaml is found, not named, so it is read only if it looks like a config (a
+    mapping without `steps:`); a recipe saved under that name is skipped, with a note on
+    stderr, instead of breaking every command in the folder."""
+    found = False
     if path is None:
         env = os.environ.get(CONFIG_ENV)
         if env:
             path = Path(env)
         elif Path(DEFAULT_CONFIG).is_file():
-            path = Path(DEFAULT_CONFIG)
+            path, found = Path(DEFAULT_CONFIG), True
         else:
             return {}
     data = load_yaml(path) or {}
+    if isinstance(data, dict) and "steps" in data:
+        if found:
+            _note(f"./{DEFAULT_CONFIG} looks like a recipe (it has steps:); not loaded as config")
+            return {}
+        raise UserError(
+            f"{path} looks like a recipe (it has steps:), not a config of model options;"
+            f" run it with `synthloom run {path}`"
+        )
     if not isinstance(data, dict):
+        if found:
+            _note(f"./{DEFAULT_CONFIG} is not a mapping of option: value; not loaded as config")
+            return {}
         raise UserError(f"{path}: expected a mapping of option: value")
     try:
         ModelSettings.model_validate(data)
     except ValidationError as exc:
         raise UserError(f"{path}: {validation_message(exc)}") from None
     return data
+
+
+_noted: set[str] = set()
+
+
+def _note(message: str) -> None:
+    """A line on stderr, once per process."""
+    if message not in _noted:
+        _noted.add(message)
+        print(f"synthloom: {message}", file=sys.stderr)
 
 
 def validation_message(exc: ValidationError) -> str:
