@@ -141,3 +141,19 @@ def test_readme_table_has_a_row_per_task() -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
     missing = [name for name in TASKS if f"| `{name}` |" not in readme]
     assert not missing, f"README's task table has no row for {missing}"
+
+
+def test_python_api_takes_str_paths_as_the_readme_shows(tmp_path: Path) -> None:
+    import synthloom
+    from synthloom.tasks.qa import QAParams, QATask
+    from synthloom.testing.stub_server import StubServer
+
+    with StubServer() as server:
+        settings = ModelSettings(backend="openai", base_url=server.base_url, model="m")
+        summary = synthloom.run_task(
+            QATask(QAParams(topic="product returns", n=2)),
+            settings,
+            str(tmp_path / "runs" / "qa"),
+            show_progress=False,
+        )
+    assert summary.units_ok == 2 and (tmp_path / "runs" / "qa" / "records.jsonl").is_file()

@@ -28,6 +28,40 @@ from synthloom.terminal import visible
 
 T = TypeVar("T")
 console = Console(stderr=True)
+DETAIL_CHARS = 300  # longest detail (or other text) in a failures.jsonl line
+
+
+def clip(text: str, limit: int = DETAIL_CHARS) -> str:
+    """`text` cut to `limit` characters for a failure line, the cut marked with "..."."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class Eliminated(CallFailed):
+    """Raised by a task for a unit whose answer a quality rule rejected. The unit fails like a
+    failed call: counted as failed, and a failures.jsonl line with cause `eliminated:<rule>`,
+    the rejected text (clipped) as detail, and the `extra` fields."""
+
+    def __init__(self, rule: str, text: str = "", **extra: Any) -> None:
+        super().__init__(f"eliminated:{rule}", clip(text))
+        self.rule = rule
+        self.extra = extra
+DETAIL_CHARS = 300  # longest detail (or other text) in a failures.jsonl line
+
+
+def clip(text: str, limit: int = DETAIL_CHARS) -> str:
+    """`text` cut to `limit` characters for a failure line, the cut marked with "..."."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class Eliminated(CallFailed):
+    """Raised by a task for a unit whose answer a quality rule rejected. The unit fails like a
+    failed call: counted as failed, and a failures.jsonl line with cause `eliminated:<rule>`,
+    the rejected text (clipped) as detail, and the `extra` fields."""
+
+    def __init__(self, rule: str, text: str = "", **extra: Any) -> None:
+        super().__init__(f"eliminated:{rule}", clip(text))
+        self.rule = rule
+        self.extra = extra
 
 
 def make_backend(s: ModelSettings) -> Backend:
@@ -69,6 +103,7 @@ class RunContext:
     run: RunDir
     progress: Progress | None
     counters: Counter[str] = field(default_factory=Counter)
+    warnings: list[str] = field(default_factory=list)
     _bar: Any = None
 
     @property
@@ -82,6 +117,30 @@ class RunContext:
     def count(self, name: str, n: int = 1) -> None:
         """Count something the summary should show (e.g. a filter's removals)."""
         self.counters[name] += n
+
+    def fail(self, key: str, cause: str, detail: str = "", **extra: Any) -> None:
+        """A failures.jsonl line for something that made no record, e.g. an item a rule
+        eliminated (cause `eliminated:<rule>`, the rejected text as detail, clipped). `key` is
+        a unit id, or `<unit id>#<item>:<n>` for one of several items of a unit. A whole unit
+        that fails raises (CallFailed, Eliminated) instead, so it is counted as failed."""
+        self.run.fail(key, cause, clip(detail), **extra)
+
+    def warn(self, message: str) -> None:
+        """Something wrong with the result the user must read: printed under the summary and
+        kept in the manifest (`summary.warnings`)."""
+        self.warnings.append(message)
+
+    def fail(self, key: str, cause: str, detail: str = "", **extra: Any) -> None:
+        """A failures.jsonl line for something that made no record, e.g. an item a rule
+        eliminated (cause `eliminated:<rule>`, the rejected text as detail, clipped). `key` is
+        a unit id, or `<unit id>#<item>:<n>` for one of several items of a unit. A whole unit
+        that fails raises (CallFailed, Eliminated) instead, so it is counted as failed."""
+        self.run.fail(key, cause, clip(detail), **extra)
+
+    def warn(self, message: str) -> None:
+        """Something wrong with the result the user must read: printed under the summary and
+        kept in the manifest (`summary.warnings`)."""
+        self.warnings.append(message)
 
     def set_total(self, total: int | None, description: str | None = None) -> None:
         if self.progress is not None and self._bar is not None:
@@ -119,7 +178,8 @@ class RunContext:
                     await handle(unit)
                     self.counters["units_ok"] += 1
                 except CallFailed as exc:
-                    self.run.fail(unit.id, exc.cause, exc.detail)
+                    extra = exc.extra if isinstance(exc, Eliminated) else {}
+                    self.run.fail(unit.id, exc.cause, exc.detail, **extra)
                     self.counters["units_failed"] += 1
                 if self.progress is not None and self._bar is not None:
                     self.progress.advance(self._bar)
@@ -149,6 +209,8 @@ class Summary:
     seconds: float
     # per model role: backend, model, structured-output mode in use, served model (manifest)
     backends: dict[str, dict[str, Any]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # see RunContext.warn
+    warnings: list[str] = field(default_factory=list)  # see RunContext.warn
 
     def as_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -189,15 +251,18 @@ def earlier_identities(task: Task, models: dict[str, ModelSettings]) -> list[dic
 def run_task(
     task: Task,
     models: dict[str, ModelSettings] | ModelSettings,
-    out: Path,
+    out: Path | str,
     *,
     command: str | None = None,
     show_progress: bool = True,
-    cache: Path | None = None,
+    cache: Path | str | None = None,
 ) -> Summary:
-    """Run `task` into the run directory `out`, resuming whatever an earlier run left there."""
+    """Run `task` into the run directory `out`, resuming whatever an earlier run left there.
+    `models` is one ModelSettings for every role the task calls, or one per role."""
+    out = Path(out)
+    cache = Path(cache) if cache is not None else None
     if isinstance(models, ModelSettings):
-        models = {role: models for role in task.engine_roles()}
+        models = task.models(models)
     run = RunDir(
         out,
         command or task.name,
@@ -371,6 +436,7 @@ def _summary(status: str, run: RunDir, ctx: RunContext, seconds: float) -> Summa
         completion_tokens=ct,
         seconds=round(seconds, 3),
         backends={role: e.backend.describe() for role, e in ctx.engines.items()},
+        warnings=list(ctx.warnings),
     )
 
 
@@ -394,6 +460,10 @@ def print_summary(s: Summary) -> None:
     table.add_row("tokens", f"{s.prompt_tokens} prompt + {s.completion_tokens} completion")
     table.add_row("time", f"{s.seconds:.1f}s, {rate:.1f} requests/s")
     console.print(table)
+    for warning in s.warnings:
+        console.print(Text(f"warning: {visible(warning)}", style="bold yellow"))
+    for warning in s.warnings:
+        console.print(Text(f"warning: {visible(warning)}", style="bold yellow"))
 
 
 def _top(counter: dict[str, int]) -> str:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from synthloom import templates
 from synthloom.errors import UserError
-from synthloom.records import Record, stable_id
+from synthloom.records import Record, Turn, stable_id
 from synthloom.runner import RunContext
 from synthloom.sources import read_inputs, read_text
 from synthloom.tasks.base import Task, Unit, provenance
@@ -132,6 +132,10 @@ class AudienceTask(Task):
     Params = AudienceParams
     sampling = {"max_tokens": 384}
 
+    @staticmethod
+    def turns(data: dict[str, Any]) -> list[Turn]:
+        return [Turn(data["instruction"], data["response"], data.get("system"))]
+
     def __init__(self, params: AudienceParams) -> None:
         self.params = params
         if params.instructions is not None:
@@ -167,7 +171,9 @@ class AudienceTask(Task):
             instruction=instruction, audience=audience, persona=persona, length=self.params.length
         )
         engine = ctx.engine
-        result = await engine.complete(messages, sample=sample, max_tokens=self.sampling["max_tokens"])
+        result = await engine.complete(
+            messages, sample=sample, max_tokens=self.sampling["max_tokens"]
+        )
         data: dict[str, Any] = {
             "instruction": instruction,
             "response": result.value,

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from synthloom import templates
 from synthloom.quality.dedup import normalize
-from synthloom.records import Record, stable_id
+from synthloom.records import Record, Turn, stable_id
 from synthloom.runner import RunContext
 from synthloom.sources import Chunk, load_documents
 from synthloom.tasks.base import Task, Unit, provenance
@@ -49,9 +49,7 @@ class QAParams(BaseModel):
         json_schema_extra={"flags": ["-n"], "flag": "--num"},
     )
     chunk_size: int = Field(1500, ge=200, description="characters per document chunk")
-    chunk_overlap: int = Field(
-        200, ge=0, description="characters shared by neighbouring chunks"
-    )
+    chunk_overlap: int = Field(200, ge=0, description="characters shared by neighbouring chunks")
 
     @model_validator(mode="after")
     def _one_source(self) -> QAParams:
@@ -66,6 +64,13 @@ class QATask(Task):
     name = "qa"
     Params = QAParams
     sampling = {"max_tokens": 384}
+
+    @staticmethod
+    def turns(data: dict[str, Any]) -> list[Turn]:
+        """A grounded pair teaches answering from its chunk; a topic pair, the bare question."""
+        if "context" in data:
+            return [Turn(f"{data['context']}\n\nQuestion: {data['question']}", data["answer"])]
+        return [Turn(data["question"], data["answer"])]
 
     def __init__(self, params: QAParams) -> None:
         self.params = params

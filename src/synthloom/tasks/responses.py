@@ -24,7 +24,7 @@ from synthloom.errors import UserError
 from synthloom.llm.engine import CallFailed, CallResult
 from synthloom.preference.dataset import prompt_key, response_letter
 from synthloom.quality.dedup import normalize
-from synthloom.records import Record, stable_id
+from synthloom.records import Record, Turn, stable_id
 from synthloom.runner import RunContext
 from synthloom.sources import read_inputs
 from synthloom.tasks.base import Task, Unit, provenance
@@ -108,7 +108,9 @@ class ResponsesParams(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> ResponsesParams:
         if self.input is None and not self.prompts:
-            raise ValueError("give --input PATH or at least one --prompt TEXT (in a recipe: input or prompts)")
+            raise ValueError(
+                "give --input PATH or at least one --prompt TEXT (in a recipe: input or prompts)"
+            )
         for name in [*self.custom_styles, *self.extra_models]:
             if not NAME_RE.match(name):
                 raise ValueError(f"name {name!r} may only use letters, digits, '_' and '-'")
@@ -148,6 +150,11 @@ class ResponsesTask(Task):
     Params = ResponsesParams
     sampling = {"max_tokens": 512}
 
+    @staticmethod
+    def turns(data: dict[str, Any]) -> list[Turn]:
+        """One response to its prompt (usually ranked into pairs rather than used as SFT)."""
+        return [Turn(data["prompt"], data["response"], data.get("system"))]
+
     def engine_roles(self) -> tuple[str, ...]:
         return ("default", *self.params.extra_models)
 
@@ -186,7 +193,9 @@ class ResponsesTask(Task):
             name, sep, value = spec.partition("=")
             url, bar, model = value.rpartition("|")
             if not sep or not name.strip() or not value.strip() or (bar and not url.strip()):
-                raise UserError(f"--extra-model: expected NAME=MODEL or NAME=BASE_URL|MODEL, got {spec!r}")
+                raise UserError(
+                    f"--extra-model: expected NAME=MODEL or NAME=BASE_URL|MODEL, got {spec!r}"
+                )
             name = name.strip()
             if name in extra or name == "default":
                 raise UserError(f"--extra-model: name {name!r} is used twice (or is 'default')")
@@ -258,7 +267,10 @@ class ResponsesTask(Task):
         template = templates.load("responses")
         messages = template.messages(system=slot.system, prompt=item.prompt)
         return await ctx.engines[slot.role].complete(
-            messages, sample=sample, max_tokens=self.sampling["max_tokens"], temperature=slot.temperature
+            messages,
+            sample=sample,
+            max_tokens=self.sampling["max_tokens"],
+            temperature=slot.temperature,
         )
 
     async def _responses(self, ctx: RunContext, unit: Unit) -> list[Record]:
