@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -398,3 +399,65 @@ def test_a_config_saved_as_synthloom_yaml_is_still_loaded(tmp_path: Path, stub: 
     result = synthloom("qa", "--topic", "returns", "-n", "1", "--out", "run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "not loaded" not in result.stderr and stub.stats.requests == 1
+
+
+# -- the summary says how the run went -------------------------------------------------------
+
+
+def _short_question(frustrated_only: bool) -> Callable[[dict[str, Any]], str | None]:
+    """A responder whose Q&A pair is rejected (question under 8 characters), for every call or
+    only for the "frustrated customer" angle (unit topic:3)."""
+
+    def respond(body: dict[str, Any]) -> str | None:
+        text = json.dumps(body["messages"])
+        if frustrated_only and "frustrated" not in text:
+            return None
+        return json.dumps({"question": "Why?", "answer": "Because the policy says so."})
+
+    return respond
+
+
+def _summary_of(out: Path) -> dict[str, Any]:
+    return json.loads((out / "manifest.json").read_text())["summary"]
+
+
+def test_a_run_where_every_unit_failed_is_titled_failed(tmp_path: Path, stub: StubServer) -> None:
+    stub.configure(responder=_short_question(frustrated_only=False))
+    out = tmp_path / "run"
+    result = synthloom(
+        "qa", "--topic", "returns", "-n", "2", "--backend", "openai",
+        "--base-url", stub.base_url, "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 1
+    reason = "invalid_output: question: String should have at least 8 characters"
+    assert result.stderr.lstrip().startswith("synthloom: failed")
+    assert "synthloom: complete" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("synthloom: error: every unit failed (invalid_output: 2;")
+    assert f"most often {reason});" in last
+    summary = _summary_of(out)
+    assert summary["outcome"] == "failed" and summary["top_failure"] == reason
+
+
+def test_a_run_where_some_units_failed_is_titled_partly_failed(
+    tmp_path: Path, stub: StubServer
+) -> None:
+    stub.configure(responder=_short_question(frustrated_only=True))
+    out = tmp_path / "run"
+    result = synthloom(
+        "qa", "--topic", "returns", "-n", "5", "--backend", "openai",
+        "--base-url", stub.base_url, "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.lstrip().startswith("synthloom: partly failed")
+    assert "4 ok, 1 failed" in result.stderr and "most often" in result.stderr
+    summary = _summary_of(out)
+    assert summary["outcome"] == "partly failed" and summary["units_failed"] == 1
+    assert summary["top_failure"].startswith("invalid_output: question: String should")
+
+
+def test_a_run_without_failures_is_titled_complete(tmp_path: Path, stub: StubServer) -> None:
+    result = _qa(stub, tmp_path / "run")
+    assert result.returncode == 0
+    assert result.stderr.lstrip().startswith("synthloom: complete")
+    assert _summary_of(tmp_path / "run")["outcome"] == "complete"

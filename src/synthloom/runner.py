@@ -211,10 +211,22 @@ class Summary:
     backends: dict[str, dict[str, Any]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # see RunContext.warn
     warnings: list[str] = field(default_factory=list)  # see RunContext.warn
+    # the most common failure with its text, e.g. "invalid_output: answer cut off by max_tokens"
+    top_failure: str = ""
+
+    @property
+    def outcome(self) -> str:
+        """What the run achieved, for people: `status` says only whether it ran to its end."""
+        if self.status != "complete":
+            return self.status  # interrupted, or failed on an error
+        if self.units_failed and not self.units_ok:
+            return "failed"
+        return "partly failed" if self.units_failed else "complete"
 
     def as_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
         d["out"] = str(self.out)
+        d["outcome"] = self.outcome
         return d
 
 
@@ -385,7 +397,8 @@ async def _execute(
             )
     if summary.units_ok == 0 and summary.units_failed > 0:
         raise RunFailed(
-            f"every unit failed ({_top(summary.failures)}); see {run.path / 'failures.jsonl'}"
+            f"every unit failed ({_top(summary.failures)}; most often {summary.top_failure});"
+            f" see {run.path / 'failures.jsonl'}"
         )
     return summary
 
@@ -437,11 +450,24 @@ def _summary(status: str, run: RunDir, ctx: RunContext, seconds: float) -> Summa
         seconds=round(seconds, 3),
         backends={role: e.backend.describe() for role, e in ctx.engines.items()},
         warnings=list(ctx.warnings),
+        top_failure=_top_failure(run.failures.values()),
     )
 
 
+def _top_failure(failures: Iterable[dict[str, Any]]) -> str:
+    """The most common failure cause with its most common text: "cause: detail"."""
+    by_cause: dict[str, Counter[str]] = {}
+    for f in failures:
+        by_cause.setdefault(str(f.get("cause")), Counter())[str(f.get("detail") or "")] += 1
+    if not by_cause:
+        return ""
+    cause, details = max(by_cause.items(), key=lambda kv: sum(kv[1].values()))
+    detail = details.most_common(1)[0][0]
+    return f"{cause}: {detail}" if detail else cause
+
+
 def print_summary(s: Summary) -> None:
-    table = Table(title=f"synthloom: {s.status}", show_header=False, title_justify="left")
+    table = Table(title=f"synthloom: {s.outcome}", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
     table.add_row("output", Text(visible(s.out)))  # Text(): a path is never markup
@@ -449,6 +475,8 @@ def print_summary(s: Summary) -> None:
     table.add_row("records", f"{s.records_new} new, {s.records_present} already there (resumed)")
     if s.failures:
         table.add_row("failures", Text(visible(_top(s.failures))))  # causes quote servers
+        if s.top_failure:
+            table.add_row("most often", Text(visible(s.top_failure)))
     for name, value in sorted(s.counters.items()):
         table.add_row(Text(visible(name.replace("_", " "))), str(value))
     rate = s.requests / s.seconds if s.seconds else 0.0
