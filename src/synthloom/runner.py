@@ -45,23 +45,6 @@ class Eliminated(CallFailed):
         super().__init__(f"eliminated:{rule}", clip(text))
         self.rule = rule
         self.extra = extra
-DETAIL_CHARS = 300  # longest detail (or other text) in a failures.jsonl line
-
-
-def clip(text: str, limit: int = DETAIL_CHARS) -> str:
-    """`text` cut to `limit` characters for a failure line, the cut marked with "..."."""
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-class Eliminated(CallFailed):
-    """Raised by a task for a unit whose answer a quality rule rejected. The unit fails like a
-    failed call: counted as failed, and a failures.jsonl line with cause `eliminated:<rule>`,
-    the rejected text (clipped) as detail, and the `extra` fields."""
-
-    def __init__(self, rule: str, text: str = "", **extra: Any) -> None:
-        super().__init__(f"eliminated:{rule}", clip(text))
-        self.rule = rule
-        self.extra = extra
 
 
 def make_backend(s: ModelSettings) -> Backend:
@@ -117,18 +100,6 @@ class RunContext:
     def count(self, name: str, n: int = 1) -> None:
         """Count something the summary should show (e.g. a filter's removals)."""
         self.counters[name] += n
-
-    def fail(self, key: str, cause: str, detail: str = "", **extra: Any) -> None:
-        """A failures.jsonl line for something that made no record, e.g. an item a rule
-        eliminated (cause `eliminated:<rule>`, the rejected text as detail, clipped). `key` is
-        a unit id, or `<unit id>#<item>:<n>` for one of several items of a unit. A whole unit
-        that fails raises (CallFailed, Eliminated) instead, so it is counted as failed."""
-        self.run.fail(key, cause, clip(detail), **extra)
-
-    def warn(self, message: str) -> None:
-        """Something wrong with the result the user must read: printed under the summary and
-        kept in the manifest (`summary.warnings`)."""
-        self.warnings.append(message)
 
     def fail(self, key: str, cause: str, detail: str = "", **extra: Any) -> None:
         """A failures.jsonl line for something that made no record, e.g. an item a rule
@@ -209,7 +180,6 @@ class Summary:
     seconds: float
     # per model role: backend, model, structured-output mode in use, served model (manifest)
     backends: dict[str, dict[str, Any]] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)  # see RunContext.warn
     warnings: list[str] = field(default_factory=list)  # see RunContext.warn
     # the most common failure with its text, e.g. "invalid_output: answer cut off by max_tokens"
     top_failure: str = ""
@@ -488,8 +458,6 @@ def print_summary(s: Summary) -> None:
     table.add_row("tokens", f"{s.prompt_tokens} prompt + {s.completion_tokens} completion")
     table.add_row("time", f"{s.seconds:.1f}s, {rate:.1f} requests/s")
     console.print(table)
-    for warning in s.warnings:
-        console.print(Text(f"warning: {visible(warning)}", style="bold yellow"))
     for warning in s.warnings:
         console.print(Text(f"warning: {visible(warning)}", style="bold yellow"))
 
