@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from synthloom.cli import main
-from synthloom.errors import UserError
+from synthloom.errors import RunFailed, UserError
 from synthloom.quality.evol_rules import OPERATIONS
 from synthloom.runner import run_task
 from synthloom.settings import ModelSettings
@@ -20,6 +20,7 @@ from synthloom.testing.stub_server import StubServer
 
 INSTRUCTIONS = ["Name a red fruit.", "Explain what rain is.", "Give one tip for sleeping well."]
 SUFFIX = "Answer in exactly three short bullet points."
+SUFFIX2 = "Use at most forty words."  # the second round's rewrite (a repeated sentence fails)
 ANSWER = "Here is a careful answer: " + " ".join(["word"] * 20)
 
 
@@ -29,7 +30,8 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
 
 
 class Scripted:
-    """Rewrites append SUFFIX; the first answer about rain is a refusal, later ones are fine."""
+    """Rewrites append SUFFIX, then SUFFIX2; the first answer about rain is a refusal, later
+    ones are fine."""
 
     def __init__(self) -> None:
         self.refused = 0
@@ -39,7 +41,7 @@ class Scripted:
         text = body["messages"][-1]["content"]
         if "#Given Prompt#:" in text:
             given = text.split("#Given Prompt#:\n", 1)[1].split("\n\n#", 1)[0].strip()
-            return f"{given} {SUFFIX}"
+            return f"{given} {SUFFIX2 if SUFFIX in given else SUFFIX}"
         with self.lock:
             if "rain" in text and not self.refused:
                 self.refused += 1
@@ -70,6 +72,11 @@ def test_refusal_fails_and_instruction_returns_to_pool(tmp_path: Path, server: S
     records, summary = run(tmp_path, 2, server)
     assert summary.counters["evolutions_failed_refusal"] == 1
     assert summary.counters["evolutions_ok"] == 5
+    assert (summary.units_ok, summary.units_failed) == (5, 1)
+    (failure,) = read_failures(tmp_path / "run")
+    assert failure["unit"] == "r1:1" and failure["cause"] == "eliminated:refusal"
+    assert failure["detail"] == "Sorry, I can't."  # the rejected answer
+    assert failure["instruction"] == f"{INSTRUCTIONS[1]} {SUFFIX}"
     by_round = {(r["data"]["round"], r["data"]["original_instruction"]): r for r in records}
     # rain failed in round 1: no record; round 2 evolves the unchanged original again
     assert (1, INSTRUCTIONS[1]) not in by_round
@@ -82,12 +89,60 @@ def test_refusal_fails_and_instruction_returns_to_pool(tmp_path: Path, server: S
         first = by_round[(1, text)]
         second = by_round[(2, first["data"]["instruction"])]
         assert second["provenance"]["parents"] == [first["id"]]
-        assert second["data"]["instruction"] == f"{text} {SUFFIX} {SUFFIX}"
+        assert second["data"]["instruction"] == f"{text} {SUFFIX} {SUFFIX2}"
     for r in records:
         assert r["data"]["operation"] in OPERATIONS
         assert r["data"]["response"] == ANSWER
         assert r["provenance"]["template"] == "evol_rewrite"
         assert len(r["provenance"]["call_keys"]) == 2
+
+
+def read_failures(out: Path) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in (out / "failures.jsonl").read_text().splitlines()]
+
+
+REPEATED = "\n".join(["Rain is water that falls from clouds."] * 5)
+FACTS = "Sleep helps the body recover. Most adults need seven to nine hours each night."
+ECHO = "\n".join(["Red apples taste sweet and crisp."] * 5)
+
+
+def degenerate(body: dict[str, Any]) -> str:
+    """The 135M model's failures, scripted: a rewrite that is one line repeated five times, a
+    rewrite that answers the prompt instead, and an answer repeating one line five times."""
+    text = body["messages"][-1]["content"]
+    if "#Given Prompt#:" in text:
+        given = text.split("#Given Prompt#:\n", 1)[1].split("\n\n#", 1)[0].strip()
+        if "rain" in given:
+            return REPEATED
+        if "sleeping" in given:
+            return FACTS
+        return f"{given} {SUFFIX2 if SUFFIX in given else SUFFIX}"
+    return ECHO if SUFFIX2 in text else ANSWER
+
+
+def test_eliminated_evolutions_are_failures_with_their_rule(tmp_path: Path) -> None:
+    """5 of 6 evolutions eliminated: the summary says 1 ok, 5 failed (it said 6 ok, 0 failed),
+    and each is a failures.jsonl line with its rule and the rejected text."""
+    with StubServer(responder=degenerate) as server:
+        records, summary = run(tmp_path, 2, server)
+    assert [r["data"]["instruction"] for r in records] == [f"{INSTRUCTIONS[0]} {SUFFIX}"]
+    assert (summary.units_ok, summary.units_failed) == (1, 5)
+    assert summary.failures == {
+        "eliminated:repeated_text": 3,  # rain twice (instruction), the fruit's 2nd answer
+        "eliminated:not_an_instruction": 2,  # sleep twice
+    }
+    failures = {f["unit"]: f for f in read_failures(tmp_path / "run")}
+    assert len(failures) == sum(summary.failures.values())  # the summary counts these lines
+    assert failures["r1:1"]["cause"] == "eliminated:repeated_text"
+    assert failures["r1:1"]["detail"] == REPEATED
+    assert failures["r2:2"]["cause"] == "eliminated:not_an_instruction"
+    assert failures["r2:2"]["detail"] == FACTS
+    assert failures["r2:0"]["detail"] == ECHO  # an answer rule: the answer is the rejected text
+    assert failures["r2:0"]["instruction"] == f"{INSTRUCTIONS[0]} {SUFFIX} {SUFFIX2}"
+    assert all(f["operation"] in OPERATIONS for f in failures.values())
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())["summary"]
+    assert (manifest["units_ok"], manifest["units_failed"]) == (1, 5)
+    assert manifest["failures"] == summary.failures
 
 
 def test_rerun_reproduces_the_same_records(tmp_path: Path, server: StubServer) -> None:
@@ -109,18 +164,25 @@ def test_chains_from_a_previous_run(tmp_path: Path, server: StubServer) -> None:
 @pytest.mark.embedded
 def test_embedded_run(tmp_path: Path) -> None:
     source = write_jsonl(tmp_path / "in.jsonl", [{"instruction": t} for t in INSTRUCTIONS])
-    summary = run_task(
-        EvolTask(EvolParams(input=source, rounds=1, max_tokens=96)),
-        ModelSettings(backend="embedded", slots=4, seed=0),
-        tmp_path / "run",
-        show_progress=False,
-        cache=tmp_path / "cache.sqlite",
-    )
-    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
-    assert manifest["summary"]["counters"] == summary.counters
-    outcomes = sum(v for k, v in summary.counters.items() if k.startswith("evolutions_"))
-    assert outcomes + summary.units_failed == len(INSTRUCTIONS)
-    for line in (tmp_path / "run" / "records.jsonl").read_text().splitlines():
+    try:
+        run_task(
+            EvolTask(EvolParams(input=source, rounds=1, max_tokens=96)),
+            ModelSettings(backend="embedded", slots=4, seed=0),
+            tmp_path / "run",
+            show_progress=False,
+            cache=tmp_path / "cache.sqlite",
+        )
+    except RunFailed:  # every evolution eliminated: SmolLM2-135M often answers the prompt
+        pass
+    summary = json.loads((tmp_path / "run" / "manifest.json").read_text())["summary"]
+    lines = (tmp_path / "run" / "records.jsonl").read_text().splitlines()
+    failures = read_failures(tmp_path / "run")
+    # every evolution is a record or a failures.jsonl line with its cause; the summary agrees
+    assert len(lines) + len(failures) == len(INSTRUCTIONS)
+    assert (summary["units_ok"], summary["units_failed"]) == (len(lines), len(failures))
+    assert summary["counters"].get("evolutions_ok", 0) == len(lines)
+    assert all(f["cause"] for f in failures)
+    for line in lines:
         r = json.loads(line)
         assert r["data"]["instruction"] and r["data"]["response"]
         assert r["data"]["original_instruction"] in INSTRUCTIONS

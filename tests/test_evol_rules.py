@@ -1,22 +1,33 @@
+import json
+from pathlib import Path
+
 import pytest
 
 from synthloom.quality.evol_rules import (
+    ANSWER_REPEATS_INSTRUCTION,
     BREADTH,
     COPIES_TEMPLATE,
     IN_DEPTH_OPERATIONS,
     NO_INFORMATION_GAIN,
+    NOT_AN_INSTRUCTION,
     ONLY_STOP_WORDS,
     OPERATIONS,
     REFUSAL,
+    REPEATED_TEXT,
     TEMPLATES,
     build_prompt,
+    check_answer_repeats_instruction,
     check_evolution,
     check_information_gain,
+    check_not_an_instruction,
     check_only_stop_words,
     check_refusal,
+    check_repetition,
     check_template_copy,
+    reads_as_request,
 )
 from synthloom.quality.self_instruct_filters import FilterCounter
+from synthloom.tasks.self_instruct import DEFAULT_SEEDS
 
 ORIGINAL = "Give three tips for staying healthy."
 DEEPER = (
@@ -155,6 +166,99 @@ def test_check_evolution() -> None:
     near = "Give three tips for staying healthy!"
     assert check_evolution(ORIGINAL, near) == NO_INFORMATION_GAIN
     assert check_evolution(ORIGINAL, near, similarity_threshold=None) is None
+
+
+# "Instructions" SmolLM2-135M wrote when asked to rewrite a prompt, each kept as an evolution
+# (and answered) before these rules: answers, not instructions.
+ANSWERS_135M = [
+    "A: The sky looks blue during the day due to a process involving a chemical reaction"
+    " involving a pigment of an element called *blue*.",
+    "The sky appears to be **blue during the day due to a chemical process involving a pigment"
+    " of the element blue**, which is composed of two hydrogen atoms and a single oxygen atom.",
+    "The difference between weather and climate:\n\nThe difference between weather and climate"
+    " is a matter of terminology. Weather refers to the weather as it is described by"
+    " scientists, while climate refers to the long-term average of weather phenomena.",
+    "```python\ndef is_palindrome(s: str) -> bool:\n    s = ''.join(c for c in s if"
+    " c.isalnum()).lower()\n    return s == s[::-1]\n```\n\nThis function uses Python's slicing"
+    " feature to reverse the input string.",
+    "The sky looks blue during the day because the Earth's atmosphere is composed of tiny"
+    " molecules. When light from the sun hits the Earth's atmosphere, it scatters in different"
+    " directions, including the blue light.",  # "including": no request verb
+    "Sure! The capital of France is Paris.",
+]
+REQUESTS = [
+    ORIGINAL,
+    DEEPER,
+    "What is the difference between weather and climate",
+    "In no more than 50 words, summarize the plot of Romeo and Juliet.",
+    "In this task, you need to compare the meaning of the two sentences.",
+    "Converting 85 F to Celsius.",
+    "I'd like a list of five vegetarian dinners that cook in under 30 minutes.",
+    "Fact checking - tell me if the statement is true, false, or unknown.",
+    "The following function has a bug.\n```python\ndef add(a, b):\n    return a - b\n```\n"
+    "Find it and give the corrected version.",
+    "A farmer has 17 sheep and all but 9 die. How many are left",
+]
+
+
+@pytest.mark.parametrize("text", ANSWERS_135M)
+def test_answers_are_not_instructions(text: str) -> None:
+    assert not reads_as_request(text)
+    assert check_not_an_instruction(text, ORIGINAL) == NOT_AN_INSTRUCTION
+    assert check_evolution(ORIGINAL, text) == NOT_AN_INSTRUCTION
+
+
+@pytest.mark.parametrize("text", REQUESTS)
+def test_requests_are_instructions(text: str) -> None:
+    assert reads_as_request(text)
+    assert check_not_an_instruction(text, ORIGINAL) is None
+
+
+def test_every_shipped_seed_and_example_prompt_reads_as_a_request() -> None:
+    root = Path(__file__).resolve().parents[1]
+    texts = [json.loads(x)["instruction"] for x in DEFAULT_SEEDS.read_text().splitlines()]
+    texts += [json.loads(x)["prompt"] for x in (root / "examples/prompts.jsonl").open()]
+    assert [t for t in texts if not reads_as_request(t)] == []
+
+
+def test_not_an_instruction_only_judges_what_it_can_read() -> None:
+    # an original the English cues do not recognise (another language): no judgement
+    assert check_not_an_instruction("天空为什么是蓝色的", "解释天空为什么是蓝色的。") is None
+    assert check_not_an_instruction(ANSWERS_135M[1], "The sky. Blue.") is None
+    assert check_not_an_instruction(ANSWERS_135M[1]) == NOT_AN_INSTRUCTION
+
+
+def test_repetition() -> None:
+    line = "Explain why the sky looks blue during the day."
+    assert check_repetition("\n".join([line] * 5)) == REPEATED_TEXT  # one line, five times
+    assert check_repetition(f"{line} {line}") == REPEATED_TEXT  # a sentence, twice
+    assert check_repetition(f"{line} Use two sentences.") is None
+    # short lines of a quoted input may recur; table rows and code never count
+    joke = "Tell me why this joke is not funny.\n" + "Knock knock!\nWho is there?\n" * 3
+    assert check_repetition(joke) is None
+    assert check_repetition("Who is there?\n" * 4) == REPEATED_TEXT
+    table = "Sum each row.\n" + "| one two three | four five six seven |\n" * 4
+    assert check_repetition(table) is None
+    code = "Fix it.\n```\nprint('the same line again')\nprint('the same line again')\n```"
+    assert check_repetition(code) is None
+    # an answer may repeat a refrain, up to three times
+    chorus = "Oh the rain falls on the town tonight."
+    assert check_repetition("\n".join([chorus] * 3), most=3) is None
+    assert check_repetition("\n".join([chorus] * 4), most=3) == REPEATED_TEXT
+
+
+def test_answer_repeats_instruction() -> None:
+    assert check_answer_repeats_instruction(DEEPER, DEEPER) == ANSWER_REPEATS_INSTRUCTION
+    indeed = "Indeed. " + DEEPER
+    assert check_answer_repeats_instruction(DEEPER, indeed) == ANSWER_REPEATS_INSTRUCTION
+    assert check_answer_repeats_instruction(DEEPER, ANSWER) is None
+
+
+def test_evolution_rules_on_the_answer() -> None:
+    echo = "\n".join(["Drink water and sleep eight hours every day."] * 5)
+    assert check_evolution(ORIGINAL, DEEPER, echo) == REPEATED_TEXT
+    assert check_evolution(ORIGINAL, DEEPER, DEEPER) == ANSWER_REPEATS_INSTRUCTION
+    assert check_evolution(ORIGINAL, "   ") == ONLY_STOP_WORDS  # an empty instruction
 
 
 def test_tally() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,11 @@ def responder(body: dict[str, Any]) -> str:
     return INSTANCES
 
 
+def read_failures(out: Path) -> dict[str, dict[str, Any]]:
+    lines = (out / "failures.jsonl").read_text().splitlines()
+    return {f["unit"]: f for f in map(json.loads, lines)}
+
+
 def read_run(out: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     lines = (out / "records.jsonl").read_text().splitlines()
     manifest = json.loads((out / "manifest.json").read_text())
@@ -82,6 +88,27 @@ def test_filters_applied_exactly(tmp_path: Path) -> None:
     assert counters["instances_kept"] == 2
     assert counters["shortfall"] == 3
     assert manifest["summary"]["counters"] == counters
+    # every removed instruction and instance is a failures.jsonl line with its rule
+    failures = read_failures(tmp_path / "run")
+    assert Counter(f["cause"] for f in failures.values()) == {
+        "eliminated:blocked_word": 1,
+        "eliminated:too_similar": 1,
+        "eliminated:write_a_program": 1,
+        "eliminated:input_equals_output": 2,
+        "eliminated:empty_output": 2,
+    }
+    assert summary.failures == manifest["summary"]["failures"]
+    assert sum(summary.failures.values()) == len(failures)
+    blocked = failures["r1:g0#instruction:0"]
+    assert blocked["detail"] == "Describe the image below in a few sentences."
+    same = failures["r1:t0#instance:0"]
+    assert (same["cause"], same["detail"], same["input"]) == (
+        "eliminated:input_equals_output",
+        "hello there",
+        "hello there",
+    )
+    assert same["instruction"] == GOOD[0]
+    assert (summary.units_ok, summary.units_failed) == (3, 0)  # one generation call, two tasks
     seed_ids = {s.id for s in load_seed_tasks(DEFAULT_SEEDS)}
     for r in records:
         assert r["data"]["instances"] == [{"input": "", "output": "A short, useful answer."}]
@@ -120,6 +147,14 @@ def test_task_without_instances_is_dropped_and_rounds_continue(tmp_path: Path) -
     assert c["rounds"] == 2
     assert c["instructions_removed_too_similar"] == 2  # round 2 repeats both
     assert c["shortfall"] == 1
+    # the task left without instances is a failed unit, its removed instance a line of its own
+    assert (summary.units_ok, summary.units_failed) == (3, 1)
+    failures = read_failures(tmp_path / "run")
+    assert failures["r1:t1"]["cause"] == "eliminated:no_instances"
+    assert failures["r1:t1"]["detail"] == GOOD[1]
+    assert failures["r1:t1#instance:0"]["cause"] == "eliminated:input_equals_output"
+    assert failures["r2:g0#instruction:1"]["cause"] == "eliminated:too_similar"
+    assert len(failures) == sum(summary.failures.values()) == 4
 
 
 def test_no_repeated_or_duplicate_instances_are_exported(tmp_path: Path) -> None:

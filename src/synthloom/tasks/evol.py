@@ -3,10 +3,14 @@
 Each round, every instruction in the pool gets one operation picked by a seeded rng (one of
 the in-depth rewrites, or an in-breadth new prompt; see `synthloom.quality.evol_rules`); the
 model rewrites the instruction, then answers the rewritten one. The elimination rules decide
-whether the evolution failed (no information gain, copied template words, a short "sorry"
-answer, an answer of only stop words); a failed instruction stays in the pool unchanged for the
-next round, a successful one replaces it and becomes a record whose parent is the record it
-evolved from. Results are processed in pool order, so a rerun reproduces the same records.
+whether the evolution failed (no information gain, copied template words, an "instruction"
+that is empty, repeats itself or is really an answer, a short "sorry" answer, an answer of
+only stop words, repeating itself or its instruction; see `check_evolution`). A failed
+evolution is a failed unit: a failures.jsonl line with cause `eliminated:<rule>` and the
+rejected text, counted as failed in the summary; its instruction stays in the pool unchanged
+for the next round. A successful one replaces it and becomes a record whose parent is the
+record it evolved from. Results are processed in pool order, so a rerun reproduces the same
+records.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from synthloom.errors import UserError
 from synthloom.llm.engine import Engine
 from synthloom.quality.evol_rules import OPERATIONS, build_prompt, check_evolution
 from synthloom.records import Record, stable_id
-from synthloom.runner import RunContext
+from synthloom.runner import Eliminated, RunContext, clip
 from synthloom.sources import read_inputs
 from synthloom.tasks.base import Task, Unit, provenance
 from synthloom.tasks.self_instruct import DEFAULT_SEEDS
@@ -86,12 +90,9 @@ class EvolTask(Task):
             rng = random.Random(f"{engine.seed}:{rnd}")
             units = [Unit(f"r{rnd}:{e.index}", (rnd, rng.choice(OPERATIONS), e)) for e in pool]
             ctx.set_total(len(units), f"round {rnd}: evolving")
-            results = await ctx.gather(units, lambda u: self._evolve(engine, u))
+            results = await ctx.gather(units, lambda u: self._evolve(ctx, engine, u))
             for entry, result in zip(pool.copy(), results, strict=True):
-                if result is None:  # a failed call: reported as a failed unit, entry unchanged
-                    continue
-                if isinstance(result, str):
-                    ctx.count(f"evolutions_failed_{result}")
+                if result is None:  # failed or eliminated: a failed unit, entry unchanged
                     continue
                 ctx.emit(result)
                 ctx.count("evolutions_ok")
@@ -99,8 +100,8 @@ class EvolTask(Task):
                     entry.index, result.data["instruction"], result.id, entry.source
                 )
 
-    async def _evolve(self, engine: Engine, unit: Unit) -> Record | str:
-        """The evolved record, or the name of the elimination rule it failed."""
+    async def _evolve(self, ctx: RunContext, engine: Engine, unit: Unit) -> Record:
+        """The evolved record; raises Eliminated with the rule it failed."""
         rnd, operation, entry = unit.payload
         sample = rnd * len(self.entries) + entry.index
         rewrite = templates.load("evol_rewrite")
@@ -111,14 +112,18 @@ class EvolTask(Task):
         )
         instruction: str = evolved.value  # stripped; newlines kept (tables, code)
         if reason := check_evolution(entry.instruction, instruction):
-            return reason  # fails before paying for an answer
+            ctx.count(f"evolutions_failed_{reason}")  # fails before paying for an answer
+            raise Eliminated(reason, instruction, operation=operation)
         answer = await engine.complete(
             templates.load("evol_answer").messages(instruction=instruction),
             sample=sample,
             **self._sampling(),
         )
         if reason := check_evolution(entry.instruction, instruction, answer.value):
-            return reason
+            ctx.count(f"evolutions_failed_{reason}")  # the instruction passed: an answer rule
+            raise Eliminated(
+                reason, answer.value, operation=operation, instruction=clip(instruction)
+            )
         return Record(
             id=stable_id(self.name, unit.id, entry.instruction, answer.key),
             task=self.name,

@@ -8,10 +8,13 @@ every earlier instruction, seeds included). Each kept instruction is classified,
 writes instances for it: the label first for classification tasks, the input first otherwise.
 Instances go through their filters (cut off, empty output, input == output, output == the
 instruction, an exact duplicate of an earlier instance of the task) and at most 5 are kept; a
-task left without one is dropped. No two tasks of a run share an instruction (the ROUGE-L rule
-rejects a repeat, whatever its case or spacing), so no two exported (instruction, input,
-output) rows of a run are the same. Rounds repeat until `num_instructions` tasks are kept
-or `max_rounds` is reached (the shortfall is counted). Seeds are not re-emitted.
+task left without one is dropped (a failed unit). Every instruction or instance a rule
+removes is counted and is a failures.jsonl line, cause `eliminated:<rule>` with the removed
+text, keyed `<unit>#instruction:<n>` or `<unit>#instance:<n>`. No two tasks of a run share
+an instruction (the ROUGE-L rule rejects a repeat, whatever its case or spacing), so no two
+exported (instruction, input, output) rows of a run are the same. Rounds repeat until
+`num_instructions` tasks are kept or `max_rounds` is reached (the shortfall is counted). Seeds
+are not re-emitted.
 """
 
 from __future__ import annotations
@@ -29,16 +32,15 @@ from synthloom.errors import UserError
 from synthloom.llm.engine import CallResult, Engine
 from synthloom.quality.self_instruct_filters import (
     MAX_INSTANCES,
-    FilterCounter,
     SelfInstructFilter,
-    filter_instances,
     is_classification,
     normalize_whitespace,
     parse_instances,
     parse_instruction_list,
+    screen_instances,
 )
 from synthloom.records import Record, stable_id
-from synthloom.runner import RunContext
+from synthloom.runner import Eliminated, RunContext, clip
 from synthloom.sources import read_inputs
 from synthloom.tasks.base import Task, Unit, provenance
 
@@ -191,26 +193,20 @@ class SelfInstructTask(Task):
                 cut = answer.completion.finish_reason == "length"
                 candidates = parse_instruction_list(answer.value, cut_off=cut)
                 ctx.count("instructions_generated", len(candidates))
-                for text in candidates:
+                for n, text in enumerate(candidates):
                     if len(accepted) >= need:
                         ctx.count("instructions_over_target")
                     elif reason := novelty.offer(text):
                         ctx.count(f"instructions_removed_{reason}")
+                        ctx.fail(f"{unit.id}#instruction:{n}", f"eliminated:{reason}", text)
                     else:
                         candidate = _Candidate(novelty.kept[-1], unit.payload, answer)
                         accepted.append(Unit(f"r{rnd}:t{len(accepted)}", candidate))
             ctx.count("instructions_kept", len(accepted))
             ctx.set_total(len(accepted), f"round {rnd}: instances")
-            made = await ctx.gather(accepted, lambda u: self._task(engine, u))
-            for result in made:
-                if result is None:  # a failed call: already reported as a failed unit
-                    continue
-                record, counter = result
-                for reason, n in counter.removed.items():
-                    ctx.count(f"instances_removed_{reason}", n)
-                ctx.count("instances_kept", counter.kept)
-                if record is None:
-                    ctx.count("tasks_dropped_no_instances")
+            made = await ctx.gather(accepted, lambda u: self._task(ctx, engine, u))
+            for record in made:
+                if record is None:  # a failed call, or no instance kept: a failed unit
                     continue
                 ctx.emit(record)
                 machine.append((record.id, record.data["instruction"]))
@@ -242,7 +238,8 @@ class SelfInstructTask(Task):
             messages, sample=prompt.index, accept_truncated=True, **sampling
         )
 
-    async def _task(self, engine: Engine, unit: Unit) -> tuple[Record | None, FilterCounter]:
+    async def _task(self, ctx: RunContext, engine: Engine, unit: Unit) -> Record:
+        """The task's record; raises Eliminated when no instance passes the rules."""
         c: _Candidate = unit.payload
         results: list[CallResult[Any]] = [c.generated]
         if self.params.classify == "model":
@@ -273,15 +270,24 @@ class SelfInstructTask(Task):
             accept_truncated=True,  # filter_instances drops the cut-off last instance
         )
         results.append(answer)
-        counter = FilterCounter()
-        instances = filter_instances(
+        instances, rejected = screen_instances(
             parse_instances(answer.value, output_first=is_cls),
             answer.completion.finish_reason,
-            counter=counter,
             instruction=c.instruction,
         )
+        for r in rejected:
+            ctx.count(f"instances_removed_{r.reason}")
+            ctx.fail(
+                f"{unit.id}#instance:{r.index}",
+                f"eliminated:{r.reason}",
+                r.output,
+                input=clip(r.input),
+                instruction=clip(c.instruction),
+            )
+        ctx.count("instances_kept", len(instances))
         if not instances:
-            return None, counter
+            ctx.count("tasks_dropped_no_instances")
+            raise Eliminated("no_instances", c.instruction)
         record = Record(
             id=stable_id(self.name, unit.id, c.instruction, answer.key),
             task=self.name,
@@ -299,4 +305,4 @@ class SelfInstructTask(Task):
             ),
             notes={"instance_template": name, "classified_by": self.params.classify},
         )
-        return record, counter
+        return record
