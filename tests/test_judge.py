@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from synthloom.cli import main
+from synthloom.errors import UserError
 from synthloom.preference.dataset import load_rankings, load_responses, preference_data_from_files
 from synthloom.runner import Summary, run_task
 from synthloom.settings import ModelSettings
@@ -114,10 +115,11 @@ def test_pairwise_judge_sees_both_orders_and_position_bias_gives_no_pairs(
     assert (
         ranking["annotator"] == "judge:stub-judge:pairwise" and ranking["annotator_kind"] == "judge"
     )
-    data = preference_data_from_files(
-        tmp_path / "responses.jsonl", [tmp_path / "judge" / "rankings.jsonl"]
-    )
-    assert data.rows == [] and data.summary["all_tie_prompts"] == 1
+    # no pair at all: pairs refuses to write an empty dataset and says why
+    with pytest.raises(UserError, match=r"ranks every response of prompt 'qc' equal \(A = B"):
+        preference_data_from_files(
+            tmp_path / "responses.jsonl", [tmp_path / "judge" / "rankings.jsonl"]
+        )
 
 
 def test_pairwise_consistent_judge_ranks(server: StubServer, tmp_path: Path) -> None:

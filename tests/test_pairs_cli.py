@@ -118,7 +118,7 @@ def test_modes_ties_and_small_prompts(tmp_path: Path, capsys: pytest.CaptureFixt
     assert (text_id[row["chosen"]], text_id[row["rejected"]]) == ("D", "C")
     printed = capsys.readouterr().out
     assert "all-tie prompts (no pair): 1" in printed
-    assert "prompts with <2 responses: 1" in printed
+    assert "prompts ranking <2 responses (no pair): 1" in printed
     assert "prompts in: 3 (1 more without a ranking)" in printed
     assert run([*base, "--out", str(tmp_path / "all.jsonl")]) == 0
     assert len(read(tmp_path / "all.jsonl")) == 5  # D>B, D>A, D>C, B>C, A>C

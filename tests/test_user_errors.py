@@ -461,3 +461,43 @@ def test_a_run_without_failures_is_titled_complete(tmp_path: Path, stub: StubSer
     assert result.returncode == 0
     assert result.stderr.lstrip().startswith("synthloom: complete")
     assert _summary_of(tmp_path / "run")["outcome"] == "complete"
+
+
+# -- pairs never writes an empty dataset --------------------------------------------------------
+
+
+def _pairs(
+    tmp_path: Path, order: str, *extra: str
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    responses = tmp_path / "responses.jsonl"
+    responses.write_text(
+        "".join(
+            json.dumps({"prompt_id": "p1", "prompt": "Say hi", "response_id": r, "response": t})
+            + "\n"
+            for r, t in (("A", "hi"), ("B", "hello there"))
+        )
+    )
+    rankings = tmp_path / "rankings.jsonl"
+    rankings.write_text(json.dumps({"prompt_id": "p1", "annotator": "h", "order": order}) + "\n")
+    out = tmp_path / "dpo.jsonl"
+    args = ["--responses", str(responses), "--rankings", str(rankings), "--out", str(out)]
+    return synthloom("pairs", *args, *extra), out
+
+
+def test_a_one_item_ranking_is_refused_with_the_true_reason(tmp_path: Path) -> None:
+    result, out = _pairs(tmp_path, "A")
+    assert result.returncode == 2
+    assert _one_error_line(result.stderr) == (
+        f"synthloom: error: {tmp_path / 'rankings.jsonl'}:1: ranks only 1 response (A) of"
+        " prompt 'p1'; a pair needs 2 (it has 2: A, B); nothing written"
+    )
+    assert not out.exists() and not (tmp_path / "dpo.ids.jsonl").exists()
+
+
+@pytest.mark.parametrize("fmt", ["dpo", "kto"])
+def test_an_all_tie_ranking_is_refused(tmp_path: Path, fmt: str) -> None:
+    result, out = _pairs(tmp_path, "A = B", "--format", fmt)
+    assert result.returncode == 2
+    line = _one_error_line(result.stderr)
+    assert "rankings.jsonl:1: ranks every response of prompt 'p1' equal (A = B)" in line
+    assert not out.exists()

@@ -92,7 +92,7 @@ def pairs(
         )
     lines += [
         f"all-tie prompts (no pair): {s['all_tie_prompts']}",
-        f"prompts with <2 responses: {s['too_few_responses']}",
+        f"prompts ranking <2 responses (no pair): {s['too_few_responses']}",
         f"rankings: {s['rankings']} by {s['annotators']} annotator(s);"
         f" {s['aggregated_prompts']} prompt(s) aggregated ({aggregate_method})",
         _agreement(s["mean_kendall_tau"], s["krippendorff_alpha"]),

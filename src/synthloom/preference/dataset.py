@@ -208,7 +208,14 @@ def load_rankings(
 
     Every problem is a UserError naming file:line (unknown prompt or response id, malformed
     order, one annotator ranking a prompt twice)."""
-    out: list[Ranking] = []
+    return [ranking for ranking, _ in load_rankings_placed(paths, responses)]
+
+
+def load_rankings_placed(
+    paths: Iterable[Path], responses: Mapping[str, PromptResponses] | None = None
+) -> list[tuple[Ranking, str]]:
+    """`load_rankings`, each ranking with the file:line it came from."""
+    out: list[tuple[Ranking, str]] = []
     seen: dict[tuple[str, str], str] = {}
     for path in paths:
         if path.is_dir():  # a judge run directory
@@ -238,7 +245,7 @@ def load_rankings(
                     f" {ranking.prompt_id!r} at {seen[key]}"
                 )
             seen[key] = where
-            out.append(ranking)
+            out.append((ranking, where))
     return out
 
 
@@ -331,12 +338,53 @@ def preference_data_from_files(
     aggregate_method: AggregateMethod = "borda",
     fmt: ExportFormat = "dpo",
 ) -> PreferenceData:
-    """load_responses + load_rankings + build_preference_data (for recipes and Python)."""
+    """load_responses + load_rankings + build_preference_data (for recipes and Python).
+
+    Rankings that give no pair at all (each ranks fewer than two responses, or ties them all)
+    are a UserError naming the ranking's file:line and the reason: an empty dataset file
+    written with exit 0 looked like success."""
     groups = load_responses(responses)
-    ranks = load_rankings(rankings, groups)
-    return build_preference_data(
-        groups, ranks, mode=mode, aggregate_method=aggregate_method, fmt=fmt
+    placed = load_rankings_placed(rankings, groups)
+    data = build_preference_data(
+        groups, [r for r, _ in placed], mode=mode, aggregate_method=aggregate_method, fmt=fmt
     )
+    if not data.rows:
+        raise UserError(_why_no_pairs(groups, placed))
+    return data
+
+
+def _why_no_pairs(
+    groups: Mapping[str, PromptResponses], placed: Sequence[tuple[Ranking, str]]
+) -> str:
+    """Why no ranked prompt gives a pair, at the first ranking of the first such prompt."""
+    by_prompt: dict[str, list[tuple[Ranking, str]]] = {}
+    for ranking, where in placed:
+        by_prompt.setdefault(ranking.prompt_id, []).append((ranking, where))
+    reasons: list[str] = []
+    for pid, group in groups.items():  # responses' order, as the output would have been
+        if pid not in by_prompt:
+            continue
+        ranking, where = by_prompt[pid][0]
+        ids = sorted({rid for r, _ in by_prompt[pid] for rid in r.ids})
+        if len(ids) < 2:
+            have = len(group.responses)
+            note = (
+                f"the responses have only {have} for it"
+                if have < 2
+                else f"it has {have}: {', '.join(group.responses)}"
+            )
+            reasons.append(
+                f"{where}: ranks only {len(ids)} response ({', '.join(ids)}) of prompt {pid!r};"
+                f" a pair needs 2 ({note})"
+            )
+        else:
+            reasons.append(
+                f"{where}: ranks every response of prompt {pid!r} equal"
+                f" ({format_order(ranking.order)}); a pair needs one ranked above another"
+            )
+    more = f"; {len(reasons) - 1} more prompt(s) give no pair either" if len(reasons) > 1 else ""
+    first = reasons[0] if reasons else "the rankings give no pair"
+    return f"{first}{more}; nothing written"
 
 
 class PairsParams(BaseModel):
