@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import importlib.util
 import json
+import random
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from synthloom.tasks.augment import (
     style_for,
 )
 from synthloom.testing.stub_server import StubServer
+from tests.conftest import synthloom as cli
 
 SHIPPED = Path(synthloom.__file__).parent / "data" / "reviews_small.csv"
 COUNTERS = (
@@ -279,6 +282,72 @@ def test_stub_no_fidelity_no_originals(tmp_path: Path) -> None:
     assert "originals_included" not in summary.counters
     assert all(r["origin"] == "synthetic" for r in read_jsonl(out / "records.jsonl"))
     assert all(s == "Variation" for _, s in script.calls)
+
+
+# -- balancing that makes things worse ----------------------------------------------------
+BALANCE_ROWS = [
+    ("Love it, works perfectly.", "positive"),
+    ("Great screen and fast delivery.", "positive"),
+    ("Best purchase this year.", "positive"),
+    ("Broke after two days.", "negative"),
+    ("The strap snapped at once.", "negative"),
+    ("It arrived on a Tuesday.", "neutral"),
+]
+WORDS = "amber birch cobalt dune ember fern glacier heron iris jade kestrel lagoon moss".split()
+
+
+def always_positive(body: dict[str, Any]) -> str:
+    """A label check that answers "positive" for everything (as SmolLM2-135M did for all 42
+    variations it dropped in the README tour); rewrites are distinct made-up sentences."""
+    if body["response_format"]["json_schema"]["name"] == "LabelChoice":
+        return json.dumps({"label": "positive"})
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    words = random.Random(digest).sample(WORDS, 6)
+    return json.dumps({"text": f"Honestly the {' '.join(words)} story."})
+
+
+def run_balance_cli(tmp_path: Path, server: StubServer, *extra: str) -> tuple[str, Path]:
+    data = write_csv(tmp_path / "in.csv", BALANCE_ROWS)
+    out = tmp_path / "run"
+    model = ["--backend", "openai", "--base-url", server.base_url, "--model", "stub"]
+    args = ["augment", "--input", str(data), "-n", "1", "--balance", *model, "--out", str(out)]
+    result = cli(*args, *extra, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return " ".join(result.stderr.split()), out
+
+
+def test_balance_that_leaves_labels_less_balanced_warns(tmp_path: Path) -> None:
+    with StubServer(responder=always_positive) as server:
+        stderr, out = run_balance_cli(tmp_path, server)
+    manifest = json.loads((out / "manifest.json").read_text())
+    (warning,) = manifest["summary"]["warnings"]
+    # input 3/2/1; every negative and neutral variation is checked "positive" and dropped
+    assert warning.startswith("balance made the labels less balanced:")
+    assert "input positive 3, negative 2, neutral 1 (max/min 3.0)" in warning
+    assert "output positive 6, negative 2, neutral 1 (max/min 6.0)" in warning
+    assert "'negative' kept 0 of 4 variations (label_drift 4)" in warning
+    assert "'neutral' kept 0 of 5 variations (label_drift 5)" in warning
+    assert "(fidelity model) relabelled them (9 as 'positive')" in warning
+    assert f"warning: {warning}" in stderr  # on screen, under the summary
+    records = read_jsonl(out / "records.jsonl")
+    assert Counter(r["data"]["label"] for r in records) == {
+        "positive": 6,
+        "negative": 2,
+        "neutral": 1,
+    }
+
+
+def test_balance_that_balances_does_not_warn(tmp_path: Path) -> None:
+    with StubServer(responder=always_positive) as server:
+        stderr, out = run_balance_cli(tmp_path, server, "--fidelity", "none")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["summary"]["warnings"] == [] and "warning:" not in stderr
+    records = read_jsonl(out / "records.jsonl")
+    assert Counter(r["data"]["label"] for r in records) == {
+        "positive": 6,
+        "negative": 6,
+        "neutral": 6,
+    }
 
 
 # -- the embedded model on the shipped data ------------------------------------------------

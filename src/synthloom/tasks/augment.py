@@ -21,13 +21,17 @@ M x (1 + per_example) examples, originals included, which is what the majority l
 with `per_example` variations each. A label with c originals gets M x (1 + per_example) - c
 variations, spread evenly over its examples (earlier examples take the remainder), at most
 `max_per_example` (default 5 x per_example) per example. Variations that are later dropped are
-not replaced, so the final counts approach the target rather than hit it exactly.
+not replaced, so the final counts approach the target rather than hit it exactly. After the
+run the output's label counts are compared with the input's: when the output is less
+balanced (largest over smallest label count, 5% tolerance), the summary and the manifest
+carry a warning naming the starved labels and what removed their variations (most often the
+label check relabelling them as the majority label).
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -110,7 +114,9 @@ class AugmentParams(BaseModel):
         " spread evenly over its examples and capped by max_per_example",
     )
     max_per_example: int | None = Field(
-        None, ge=1, description="with balance: most variations for one example (default 5 x per_example)"
+        None,
+        ge=1,
+        description="with balance: most variations for one example (default 5 x per_example)",
     )
     fidelity: Fidelity = Field(
         "model",
@@ -222,6 +228,65 @@ def plan_variations(
     return plan
 
 
+def imbalance(counts: Mapping[str, int], labels: Sequence[str]) -> float:
+    """Largest over smallest count among `labels` (inf when one has none)."""
+    values = [counts.get(label, 0) for label in labels]
+    return max(values) / min(values) if min(values) else float("inf")
+
+
+def balance_warning(
+    labels: Sequence[str],
+    before: Mapping[str, int],
+    after: Mapping[str, int],
+    asked: Mapping[str, int],
+    kept: Mapping[str, int],
+    lost: Mapping[str, Counter[str]],
+    relabelled: Mapping[str, Counter[str]],
+    method: str,
+) -> str | None:
+    """A warning when the output (`after`) is less balanced than the input (`before`), else
+    None. Starved labels are those that kept less than half the share of their asked
+    variations that the best-served label kept (at least the worst-served one); for each,
+    what removed the rest (`lost`: cause -> count; `relabelled`: label the check gave)."""
+    ratio_in, ratio_out = imbalance(before, labels), imbalance(after, labels)
+    if ratio_out <= ratio_in * 1.05:
+        return None
+    labels = sorted(labels, key=lambda x: (-before.get(x, 0), x))  # the input's largest first
+    share = {x: kept.get(x, 0) / asked[x] if asked.get(x) else 1.0 for x in labels}
+    best = max(share.values())
+    starved = [x for x in labels if share[x] < best / 2] or [min(labels, key=share.__getitem__)]
+    parts, drifted = [], Counter[str]()
+    for x in starved:
+        causes = ", ".join(f"{c} {n}" for c, n in lost.get(x, Counter()).most_common())
+        asked_x = asked.get(x, 0)
+        parts.append(f"{x!r} kept {kept.get(x, 0)} of {asked_x} variations ({causes or 'no loss'})")
+        drifted.update(relabelled.get(x, Counter()))
+    causes = Counter[str]()
+    for x in starved:
+        causes.update(lost.get(x, Counter()))
+    top = causes.most_common(1)[0][0] if causes else None
+    if top == "label_drift":
+        to = ", ".join(f"{n} as {x!r}" for x, n in drifted.most_common())
+        hint = (
+            f"the label check (fidelity {method}) relabelled them ({to}); check it on a few"
+            " by hand, or use --fidelity classifier or a stronger --fidelity judge model"
+        )
+    elif top in ("near_copy_original", "near_copy_sibling"):
+        hint = "the rewrites were near copies; try other --styles or a higher --max-similarity"
+    elif top == "failed":
+        hint = "the model gave no usable rewrite; see failures.jsonl"
+    else:
+        hint = "fewer variations were asked for them than the target (--max-per-example)"
+
+    def show(counts: Mapping[str, int], ratio: float) -> str:
+        return ", ".join(f"{x} {counts.get(x, 0)}" for x in labels) + f" (max/min {ratio:.1f})"
+
+    return (
+        f"balance made the labels less balanced: input {show(before, ratio_in)}, output"
+        f" {show(after, ratio_out)}. Starved: {'; '.join(parts)}. Likely cause: {hint}."
+    )
+
+
 def style_for(index: int, k: int, styles: Sequence[str]) -> str:
     """Style of variation `k` of example `index`: cycling, starting one further per example."""
     return styles[(index + k) % len(styles)]
@@ -329,6 +394,8 @@ class AugmentTask(Task):
     # -- the run ------------------------------------------------------------------------
     async def execute(self, ctx: RunContext) -> None:
         units = self.units()
+        self.lost: defaultdict[str, Counter[str]] = defaultdict(Counter)  # label -> cause -> n
+        self.relabelled: defaultdict[str, Counter[str]] = defaultdict(Counter)
         for name in COUNTERS:
             ctx.count(name, 0)  # every counter in the summary, zeros included
         ctx.count("variations_asked", len(units))
@@ -343,6 +410,22 @@ class AugmentTask(Task):
                 ctx.emit(record)
         if self.params.include_originals:
             ctx.count("originals_included", len(self.examples))
+        if self.params.balance:
+            self._check_balance(ctx, units, variations)
+
+    def _check_balance(
+        self, ctx: RunContext, units: list[Unit], variations: dict[int, list[Record]]
+    ) -> None:
+        """Warn when balancing left the output less balanced than the input."""
+        before = Counter(e.label for e in self.examples)
+        kept = Counter({e.label: 0 for e in self.examples})
+        for example in self.examples:
+            kept[example.label] += len(variations[example.index])
+        after = kept + before if self.params.include_originals else kept
+        asked = Counter(unit.payload.example.label for unit in units)
+        args = (self.labels, before, after, asked, kept, self.lost, self.relabelled)
+        if warning := balance_warning(*args, self.params.fidelity):
+            ctx.warn(warning)
 
     def _unlike_originals(
         self, ctx: RunContext, units: list[Unit], answers: list[CallResult[Any] | None]
@@ -353,6 +436,7 @@ class AugmentTask(Task):
             original = unit.payload.example.text
             if answer is None:
                 ctx.count("variations_failed")  # the runner wrote the failure and its cause
+                self.lost[unit.payload.example.label]["failed"] += 1
             elif self._near(answer.value, original):
                 score = near_copy_score(answer.value, original)
                 self._drop(ctx, unit, answer.value, "near_copy_original", f"similarity {score:.2f}")
@@ -376,10 +460,12 @@ class AugmentTask(Task):
             example, text = job.example, answer.value
             if verdict is None:
                 ctx.count("variations_failed")
+                self.lost[example.label]["failed"] += 1
                 continue
             drift = verdict.predicted is not None and verdict.predicted != example.label
             if drift and self.params.on_drift == "drop":
                 detail = f"label {example.label!r}, {verdict.method} says {verdict.predicted!r}"
+                self.relabelled[example.label][str(verdict.predicted)] += 1
                 self._drop(ctx, unit, text, "label_drift", detail)
                 continue
             sibling = next(
@@ -462,6 +548,7 @@ class AugmentTask(Task):
     def _drop(self, ctx: RunContext, unit: Unit, text: str, cause: str, detail: str) -> None:
         job: Job = unit.payload
         ctx.count(f"dropped_{cause}")
+        self.lost[job.example.label][cause] += 1
         ctx.run.fail(
             unit.id, cause, detail, text=text, original=job.example.record_id, style=job.style
         )
