@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import subprocess
@@ -501,3 +502,73 @@ def test_an_all_tie_ranking_is_refused(tmp_path: Path, fmt: str) -> None:
     line = _one_error_line(result.stderr)
     assert "rankings.jsonl:1: ranks every response of prompt 'p1' equal (A = B)" in line
     assert not out.exists()
+
+
+# -- raising -n extends a run -------------------------------------------------------------------
+
+
+def _qa_n(stub: StubServer, n: int, *out: str, cwd: Path | None = None) -> str:
+    result = synthloom(
+        "qa", "--topic", "returns", "-n", str(n), "--backend", "openai",
+        "--base-url", stub.base_url, *out, cwd=cwd,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stderr
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines()
+
+
+def test_raising_n_extends_the_run_and_keeps_the_records(tmp_path: Path, stub: StubServer) -> None:
+    out = tmp_path / "run"
+    _qa_n(stub, 3, "--out", str(out))
+    first = _lines(out / "records.jsonl")
+    assert len(first) == 3 and stub.stats.requests == 3
+    _qa_n(stub, 5, "--out", str(out))
+    records = _lines(out / "records.jsonl")
+    assert len(records) == 5 and records[:3] == first  # the first three untouched
+    assert [json.loads(r)["id"] for r in records[3:]] != [json.loads(r)["id"] for r in first]
+    assert stub.stats.requests == 5  # the first three came from the cache
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["identity"]["extent"] == {"n": 5} and "n" not in manifest["identity"]["config"]
+
+    stderr = _qa_n(stub, 2, "--out", str(out))  # lowering: nothing removed, and it says so
+    assert f"{out} already holds the records of n=5; n=2 keeps them all" in stderr
+    assert _lines(out / "records.jsonl") == records and stub.stats.requests == 5
+    assert json.loads((out / "manifest.json").read_text())["identity"]["extent"] == {"n": 5}
+
+
+def test_raising_n_finds_the_same_default_directory(tmp_path: Path, stub: StubServer) -> None:
+    _qa_n(stub, 2, cwd=tmp_path)
+    (run,) = (tmp_path / "runs").iterdir()
+    _qa_n(stub, 4, cwd=tmp_path)
+    assert list((tmp_path / "runs").iterdir()) == [run]
+    assert len(_lines(run / "records.jsonl")) == 4 and stub.stats.requests == 4
+
+
+def test_a_run_written_before_n_was_growable_still_resumes_and_grows(
+    tmp_path: Path, stub: StubServer
+) -> None:
+    """Older versions put n in the job's config and hash; such a directory is the same job."""
+    out = tmp_path / "run"
+    _qa_n(stub, 2, "--out", str(out))
+    manifest = json.loads((out / "manifest.json").read_text())
+    identity = manifest["identity"]
+    identity["config"]["n"] = identity.pop("extent")["n"]
+    blob = json.dumps(identity, sort_keys=True, default=str)
+    manifest["identity_hash"] = hashlib.sha256(blob.encode()).hexdigest()[:12]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    _qa_n(stub, 3, "--out", str(out))
+    assert len(_lines(out / "records.jsonl")) == 3 and stub.stats.requests == 3
+
+
+def test_changing_the_topic_is_still_a_different_job(tmp_path: Path, stub: StubServer) -> None:
+    out = tmp_path / "run"
+    _qa_n(stub, 2, "--out", str(out))
+    result = synthloom(
+        "qa", "--topic", "shipping", "-n", "3", "--backend", "openai",
+        "--base-url", stub.base_url, "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "holds a different job (changed: config.topic)" in _one_error_line(result.stderr)

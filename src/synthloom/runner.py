@@ -201,12 +201,20 @@ class Summary:
 
 
 def run_identity(task: Task, models: dict[str, ModelSettings]) -> dict[str, Any]:
-    """What makes a run the same job: a rerun with the same identity resumes its directory."""
-    return {
+    """What makes a run the same job: a rerun with the same identity resumes its directory.
+
+    The task's growable keys (e.g. qa's `n`) are its `extent`, outside the job's hash:
+    raising `n` on an existing run keeps its records and adds the new units."""
+    config = task.config()
+    extent = {k: config.pop(k) for k in type(task).growable if k in config}
+    identity: dict[str, Any] = {
         "task": task.name,
-        "config": task.config(),
+        "config": config,
         "models": {role: s.identity() for role, s in models.items()},
     }
+    if extent:
+        identity["extent"] = extent
+    return identity
 
 
 def earlier_identities(task: Task, models: dict[str, ModelSettings]) -> list[dict[str, Any]]:
@@ -322,6 +330,8 @@ async def _execute(
         raise
     try:
         run.open(cache)
+        for note in run.notes:
+            console.print(f"synthloom: {note}", markup=False, highlight=False, soft_wrap=True)
     except BaseException as exc:
         cache.close()
         await _close(backends)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
@@ -30,8 +31,24 @@ __all__ = ["FAILURES", "MANIFEST", "RECORDS", "RunDir", "identity_hash", "write_
 
 
 def identity_hash(identity: dict[str, Any]) -> str:
-    blob = json.dumps(identity, sort_keys=True, default=str)
+    """The job's hash. `extent` (how far a growable job goes, e.g. {"n": 5}) is not part of
+    it: raising `n` extends the same job, it does not make another one."""
+    job = {k: v for k, v in identity.items() if k != EXTENT}
+    blob = json.dumps(job, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+EXTENT = "extent"
+
+
+def without_extent(identity: dict[str, Any], keys: Iterable[str]) -> dict[str, Any]:
+    """`identity` without its extent and without `keys` in its config: how a run directory
+    written before its task declared these keys growable (they were in the config) compares."""
+    keys = set(keys)
+    job = {k: v for k, v in identity.items() if k != EXTENT}
+    if isinstance(job.get("config"), dict):
+        job["config"] = {k: v for k, v in job["config"].items() if k not in keys}
+    return job
 
 
 class RunDir:
@@ -49,6 +66,13 @@ class RunDir:
         self.identity_hash = identity_hash(identity)
         # the same job as an earlier version of synthloom wrote its identity: it resumes too
         self.accepted = {self.identity_hash, *(identity_hash(e) for e in earlier or ())}
+        # a growable job: the same job whatever its extent, also as written before the keys
+        # were growable (then they were part of the config and of the hash)
+        self.extent: dict[str, Any] = dict(identity.get(EXTENT) or {})
+        self.accepted_any_extent = {
+            identity_hash(without_extent(e, self.extent)) for e in (identity, *(earlier or ()))
+        }
+        self.notes: list[str] = []  # for the user, e.g. that a lower n removed nothing
         self.existing: set[str] = set()
         self.written = 0
         self.already_present = 0
@@ -66,12 +90,22 @@ class RunDir:
                 old = json.loads(manifest.read_text(encoding="utf-8"))
             except ValueError:
                 old = {}
-            if old.get("identity_hash") not in self.accepted:
-                changed = _changed_keys(old.get("identity") or {}, self.identity)
+            old_identity = old.get("identity") or {}
+            same = old.get("identity_hash") in self.accepted or (
+                bool(self.extent)
+                and identity_hash(without_extent(old_identity, self.extent))
+                in self.accepted_any_extent
+            )
+            if not same:
+                changed = _changed_keys(
+                    without_extent(old_identity, self.extent),
+                    without_extent(self.identity, self.extent),
+                )
                 raise UserError(
                     f"{self.path} holds a different job (changed: {changed or 'config'});"
                     " use another --out, or delete that directory to start over"
                 )
+            self._keep_larger_extent(old_identity)
         elif self.path.exists() and any(self.path.iterdir()):
             raise UserError(
                 f"{self.path} exists and is not a synthloom run directory; use another --out"
@@ -118,6 +152,22 @@ class RunDir:
         lines = "".join(json.dumps(f, ensure_ascii=True) + "\n" for f in self.failures.values())
         write_atomic(self.path / FAILURES, lines)
         self.write_manifest(status, summary)
+
+    def _keep_larger_extent(self, old_identity: dict[str, Any]) -> None:
+        """A rerun with a lower `n` keeps the records of the higher one: say so, and keep
+        the higher extent in the manifest (it describes what the directory holds)."""
+        before = dict(old_identity.get("config") or {})  # written before keys were growable
+        before.update(old_identity.get(EXTENT) or {})
+        for key, value in self.extent.items():
+            old = before.get(key)
+            if isinstance(old, int) and isinstance(value, int) and old > value:
+                self.notes.append(
+                    f"{self.path} already holds the records of {key}={old}; {key}={value}"
+                    " keeps them all (lowering it removes nothing)"
+                )
+                self.extent[key] = old
+        if self.extent:
+            self.identity = {**self.identity, EXTENT: dict(self.extent)}
 
     def write_manifest(self, status: str, summary: dict[str, Any]) -> None:
         manifest = {

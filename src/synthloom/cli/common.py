@@ -14,8 +14,22 @@ from synthloom.tasks.base import Task
 
 
 def default_out(command: str, task: Task, settings: dict[str, ModelSettings]) -> Path:
+    """runs/<command>-<hash of the job>. The task's growable keys (qa's `n`) are not in the
+    hash, so raising `-n` finds the same directory and extends that run."""
     identities = {role: s.identity() for role, s in settings.items()}
-    blob = json.dumps([task.config(), identities], sort_keys=True, default=str)
+    config = task.config()
+    growable = type(task).growable
+    job = {k: v for k, v in config.items() if k not in growable}
+    path = _runs_dir(command, [job, identities])
+    if growable and not path.exists():
+        legacy = _runs_dir(command, [config, identities])  # named before n was growable
+        if legacy.exists():
+            return legacy
+    return path
+
+
+def _runs_dir(command: str, job: object) -> Path:
+    blob = json.dumps(job, sort_keys=True, default=str)
     return Path("runs") / f"{command}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
 
 

@@ -131,6 +131,7 @@ class AudienceTask(Task):
     name = "audience"
     Params = AudienceParams
     sampling = {"max_tokens": 384}
+    growable = ("samples",)  # raising --samples on a run adds answers; the first are kept
 
     @staticmethod
     def turns(data: dict[str, Any]) -> list[Turn]:

@@ -59,6 +59,7 @@ class DistillTask(Task):
     roles = ("teacher",)
     optional_roles = {"student": "the model being compared with the teacher"}
     sampling = {"max_tokens": 512}
+    growable = ("samples",)  # raising --samples on a run adds answers; the first are kept
 
     def __init__(self, params: DistillParams) -> None:
         self.params = params

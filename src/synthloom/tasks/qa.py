@@ -64,6 +64,7 @@ class QATask(Task):
     name = "qa"
     Params = QAParams
     sampling = {"max_tokens": 384}
+    growable = ("n",)  # raising -n on a run adds pairs; the first ones are kept
 
     @staticmethod
     def turns(data: dict[str, Any]) -> list[Turn]:
