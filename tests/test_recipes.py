@@ -43,6 +43,18 @@ def test_every_task_has_an_example_recipe() -> None:
         assert task in tasks, f"no recipe in recipes/ uses the {task} step"
 
 
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
+def test_every_step_output_is_used_or_is_a_final_output(recipe: Path) -> None:
+    """No example makes data it then leaves behind (the qa recipe's header said both of its
+    steps were exported, but the `docs` step's records were not)."""
+    steps = yaml.safe_load(recipe.read_text())["steps"]
+    for i, step in enumerate(steps):
+        if step["task"] in ("export", "pairs"):
+            continue
+        later = json.dumps([s["params"] for s in steps[i + 1 :]])
+        assert f"${{steps.{step['name']}}}" in later, f"{recipe.name}: {step['name']} is unused"
+
+
 @pytest.mark.embedded
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
 def test_example_recipe_runs_on_the_embedded_model(recipe: Path, tmp_path: Path) -> None:
