@@ -16,6 +16,29 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     created: float
+    # Token log-probabilities, when asked for (`logprobs: true`) and the server gave them:
+    # [{"token", "logprob", "top_logprobs": [{"token", "logprob"}]}], in answer order.
+    logprobs: list[dict[str, Any]] | None = None
+
+
+def token_logprobs(choice: Any) -> list[dict[str, Any]] | None:
+    """The token log-probabilities of an OpenAI-style `choices[i]` (None if it has none or
+    they are not in the documented shape); only token, logprob and top_logprobs are kept."""
+    logprobs = choice.get("logprobs") if isinstance(choice, dict) else None
+    content = logprobs.get("content") if isinstance(logprobs, dict) else None
+    if not isinstance(content, list) or not content:
+        return None
+
+    def entry(t: Any) -> dict[str, Any]:
+        return {"token": str(t["token"]), "logprob": float(t["logprob"])}
+
+    try:
+        return [
+            {**entry(t), "top_logprobs": [entry(a) for a in t.get("top_logprobs") or ()]}
+            for t in content
+        ]
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
 
 
 class CallError(Exception):

