@@ -95,18 +95,22 @@ def test_embedded_responses_judge_pairs(
     assert all(set(r["provenance"]["parents"]) <= ids for r in ratings)
     assert all(1 <= r["data"]["ratings"]["helpfulness"] <= 5 for r in ratings)
 
-    capsys.readouterr()
-    main(
-        ["pairs", "--responses", str(resp), "--rankings", str(jdg / "rankings.jsonl")]
-        + ["--out", str(dpo)]
-    )
-    printed = capsys.readouterr().out
     expected = 0
     all_tie = 0
     for r in ranked:
         order = [tier.split(" = ") for tier in r["order"].split(" > ")]
         expected += sum(len(a) * len(b) for a, b in combinations(order, 2))
         all_tie += len(order) == 1
+    capsys.readouterr()
+    pairs = ["pairs", "--responses", str(resp), "--rankings", str(jdg / "rankings.jsonl")]
+    if expected == 0:  # the 135M judge tied every response: no pair, and pairs says why
+        with pytest.raises(SystemExit) as exit_:
+            main([*pairs, "--out", str(dpo)])
+        assert exit_.value.code == 2 and not dpo.exists()
+        assert "a pair needs one ranked above another" in capsys.readouterr().err
+        return
+    main([*pairs, "--out", str(dpo)])
+    printed = capsys.readouterr().out
     rows = read(dpo)
     assert len(rows) == expected
     assert "prompts in: 2" in printed and f"pairs out: {expected}" in printed
