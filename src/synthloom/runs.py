@@ -7,6 +7,9 @@
 A rerun of the same job in the same directory resumes: records already in records.jsonl are
 not written again (ids are stable), and the calls behind them come from the response cache.
 A torn last line left by a killed process is cut off before appending.
+
+`read_records` is the one reader of a run's records (a run directory or a records .jsonl
+file): export, dedup, review and recipe checks all read through it.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -27,7 +30,36 @@ RECORDS = "records.jsonl"
 FAILURES = "failures.jsonl"
 MANIFEST = "manifest.json"
 
-__all__ = ["FAILURES", "MANIFEST", "RECORDS", "RunDir", "identity_hash", "write_atomic"]
+__all__ = [
+    "FAILURES",
+    "MANIFEST",
+    "RECORDS",
+    "RunDir",
+    "identity_hash",
+    "read_records",
+    "write_atomic",
+]
+
+
+def read_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, record) for each record of a run directory or a records .jsonl file, in
+    file order; blank lines are skipped. A missing file, or a line that is not JSON or not a
+    synthloom record (an object with `data`), is a UserError naming file:line."""
+    if path.is_dir():
+        path = path / RECORDS
+    if not path.is_file():
+        raise UserError(f"{path}: not found; give a run directory or a records .jsonl file")
+    with open(path, encoding="utf-8") as f:
+        for i, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                raise UserError(f"{path}:{i}: not a JSON record") from None
+            if not isinstance(record, dict) or "data" not in record:
+                raise UserError(f"{path}:{i}: not a synthloom record (no 'data')")
+            yield i, record
 
 
 def identity_hash(identity: dict[str, Any]) -> str:

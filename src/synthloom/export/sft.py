@@ -1,67 +1,40 @@
 """SFT exports: Alpaca, ShareGPT, OpenAI/TRL messages, TRL prompt-completion, plain data.
 
-Each task's records are read as turns (system, prompt, response) by `turn()`. Records that are
-not "ok" (flagged) are left out unless asked for; every skip is counted, never silent.
+A record's task says what it teaches: `Task.turns(data)` of the task registered under the
+record's `task` (`synthloom.tasks.registry`); a task that declares no turns (judge, augment)
+is not SFT data. Records that are not "ok" (flagged) are left out unless asked for; every
+skip is counted, never silent.
 """
 
 from __future__ import annotations
 
-import json
 from collections import Counter
-from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from synthloom.errors import UserError
 from synthloom.export.trl import write_rows
 from synthloom.outputs import check_not_input, check_output_path
+from synthloom.records import Turn
+from synthloom.runs import read_records
+from synthloom.tasks.registry import task_class, task_names
 
-FORMATS = ("alpaca", "sharegpt", "messages", "prompt-completion", "data")
-
-
-@dataclass(frozen=True)
-class Turn:
-    prompt: str
-    response: str
-    system: str | None = None
-    input: str = ""  # Alpaca's separate input field (Self-Instruct instances)
+SFTFormat = Literal["alpaca", "sharegpt", "messages", "prompt-completion", "data"]
+FORMATS: tuple[str, ...] = get_args(SFTFormat)
 
 
-def turn(record: dict[str, Any]) -> Turn | None:
-    """The (prompt, response) a record teaches, or None if it is not SFT data."""
-    d = record.get("data") or {}
+def turns(record: dict[str, Any]) -> list[Turn]:
+    """The SFT turns a record teaches: its task's `turns(data)`; none if it is not SFT data.
+    A record of no registered task (a file written elsewhere) is read by its data's shape:
+    instruction/response or prompt/response."""
+    data = record.get("data") or {}
     task = record.get("task")
-    if task == "qa":
-        if "context" in d:
-            prompt = f"{d['context']}\n\nQuestion: {d['question']}"
-            return Turn(prompt, d["answer"])
-        return Turn(d["question"], d["answer"])
-    if task == "summarize":  # the candidate's own prompt: the article once, its length and style
-        from synthloom.tasks.summarize import SummarizeTask  # lazy: tasks import the runner
-
-        (t,) = SummarizeTask.turns(d)
-        return Turn(t.prompt, t.response, t.system)
-    if "instruction" in d and "response" in d:  # evol, audience
-        return Turn(d["instruction"], d["response"], d.get("system"))
-    if "prompt" in d and "response" in d:  # distill, responses
-        return Turn(d["prompt"], d["response"], d.get("system"))
-    return None
-
-
-def _self_instruct_turns(record: dict[str, Any]) -> list[Turn]:
-    d = record["data"]
-    return [
-        Turn(d["instruction"], inst["output"], None, inst.get("input") or "")
-        for inst in d.get("instances") or []
-    ]
-
-
-def _turns(record: dict[str, Any]) -> list[Turn]:
-    if record.get("task") == "self-instruct":
-        return _self_instruct_turns(record)
-    t = turn(record)
-    return [t] if t else []
+    if task in task_names():
+        return list(task_class(task).turns(data))
+    for prompt in ("instruction", "prompt"):
+        if prompt in data and "response" in data:
+            return [Turn(data[prompt], data["response"], data.get("system"))]
+    return []
 
 
 def _row(t: Turn, fmt: str) -> dict[str, Any]:
@@ -79,24 +52,6 @@ def _row(t: Turn, fmt: str) -> dict[str, Any]:
     if fmt == "prompt-completion":
         return {"prompt": user, "completion": t.response}
     raise ValueError(fmt)
-
-
-def read_records(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
-    if path.is_dir():
-        path = path / "records.jsonl"
-    if not path.is_file():
-        raise UserError(f"{path}: not found; give a run directory or a records .jsonl file")
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError:
-                raise UserError(f"{path}:{i}: not a JSON record") from None
-            if not isinstance(record, dict) or "data" not in record:
-                raise UserError(f"{path}:{i}: not a synthloom record (no 'data')")
-            yield i, record
 
 
 def export_records(
@@ -117,11 +72,11 @@ def export_records(
         if fmt == "data":
             rows.append(record["data"])
             continue
-        turns = _turns(record)
-        if not turns:
+        taught = turns(record)
+        if not taught:
             counts[f"skipped_not_sft_{record.get('task')}"] += 1
             continue
-        rows.extend(_row(t, fmt) for t in turns)
+        rows.extend(_row(t, fmt) for t in taught)
     if not rows:
         raise UserError(f"{source}: nothing to export ({dict(counts)})")
     write_rows(rows, out)

@@ -6,9 +6,9 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from synthloom.export.sft import read_records
 from synthloom.outputs import check_not_input, write_atomic
 from synthloom.quality.dedup import ExactDedup, NearDedup
+from synthloom.runs import read_records
 
 
 def dedup_target(out: Path) -> Path:
