@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from synthloom.errors import UserError
-from synthloom.export.sft import read_records
 from synthloom.preference.dataset import (
     RANKINGS_FILE,
     PromptResponses,
@@ -29,6 +28,7 @@ from synthloom.preference.dataset import (
     load_responses,
 )
 from synthloom.preference.rankings import Ranking
+from synthloom.runs import read_records
 
 Mode = Literal["auto", "records", "ranking"]
 RECORDS_FILE = "records.jsonl"
