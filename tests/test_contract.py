@@ -1,8 +1,10 @@
-"""The task contract: every registered task's command and recipe step are the same thing.
+"""The task contract: every registered task's and model-free step's command and recipe step
+are the same thing.
 
-Options are generated from each task's `Params`, so these tests check what a user relies
-on: every param is settable from the command line under its documented name, with the same
-default and range the recipe uses, and the CLI and a recipe refuse the same bad values."""
+Options are generated from each task's (and step's) `Params`, so these tests check what a
+user relies on: every param is settable from the command line under its documented name (or
+as its positional argument), with the same default and range the recipe uses, and the CLI
+and a recipe refuse the same bad values."""
 
 from __future__ import annotations
 
@@ -20,9 +22,20 @@ from synthloom.cli.options import option_name
 from synthloom.errors import UserError
 from synthloom.recipes.schema import load_recipe
 from synthloom.settings import ModelSettings
+from synthloom.steps.registry import step_class, step_names
 from synthloom.tasks.registry import task_class, task_names
 
 TASKS = task_names()
+STEPS = step_names()
+ALL = (*TASKS, *(s for s in STEPS if step_class(s).command))  # those with a command
+
+
+def _class(name: str) -> Any:
+    return task_class(name) if name in TASKS else step_class(name)
+
+
+def _extra(info: FieldInfo) -> dict[str, Any]:
+    return info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
 
 
 def _command(name: str) -> click.Command:
@@ -46,13 +59,20 @@ def _bounds(info: FieldInfo) -> dict[str, Any]:
     return found
 
 
-@pytest.mark.parametrize("name", TASKS)
+@pytest.mark.parametrize("name", ALL)
 def test_every_param_is_an_option_with_the_same_default_and_range(name: str) -> None:
-    cls = task_class(name)
+    cls = _class(name)
     command = _command(name)
     by_dest = {p.name: p for p in command.params if isinstance(p, click.Option)}
+    arguments = {p.name: p for p in command.params if isinstance(p, click.Argument)}
     for field, info in cls.Params.model_fields.items():
         if not _cli_fields(info):
+            continue
+        if _extra(info).get("argument"):  # positional: required exactly when the model says
+            argument = arguments.get(field)
+            assert argument is not None, f"{name}: param {field} has no argument"
+            assert argument.required == info.is_required()
+            assert option_name(field, info) in command.collect_usage_pieces(click.Context(command))
             continue
         option = by_dest.get(field)
         assert option is not None, f"{name}: param {field} has no option"
@@ -74,12 +94,14 @@ def test_every_param_is_an_option_with_the_same_default_and_range(name: str) -> 
         assert option.default is None
 
 
-@pytest.mark.parametrize("name", TASKS)
+@pytest.mark.parametrize("name", ALL)
 def test_every_option_is_a_param_or_a_model_setting(name: str) -> None:
-    cls = task_class(name)
+    cls = _class(name)
     roles = set(getattr(cls, "optional_roles", {}))
     extras = {p.name for decorator in cls.cli_options() for p in _params_of(decorator)}
-    known = set(cls.Params.model_fields) | set(ModelSettings.model_fields) | {"out"} | extras
+    known = set(cls.Params.model_fields) | extras
+    if name in TASKS:  # a task also takes the model options and its run directory
+        known |= set(ModelSettings.model_fields) | {"out"}
     for param in _command(name).params:
         if any(param.name.startswith(f"{role}_") for role in roles):
             continue
@@ -106,8 +128,8 @@ def _bad_value(info: FieldInfo) -> Any:
 
 CASES = [
     (name, field)
-    for name in TASKS
-    for field, info in task_class(name).Params.model_fields.items()
+    for name in ALL
+    for field, info in _class(name).Params.model_fields.items()
     if _cli_fields(info) and _bad_value(info) is not None
 ]
 
@@ -116,12 +138,20 @@ CASES = [
 def test_cli_and_recipe_refuse_the_same_out_of_range_value(
     name: str, field: str, tmp_path: Path
 ) -> None:
-    fields = task_class(name).Params.model_fields
+    fields = _class(name).Params.model_fields
     info = fields[field]
     bad = _bad_value(info)
     flag = option_name(field, info)
     required = [f for f, i in fields.items() if i.is_required()]  # given, so the bad value is
-    args = [a for f in required for a in (option_name(f, fields[f]), "in.jsonl")]  # the error
+    args = [  # the error; a positional argument is given as one
+        a
+        for f in required
+        for a in (
+            ("in.jsonl",)
+            if _extra(fields[f]).get("argument")
+            else (option_name(f, fields[f]), "in.jsonl")
+        )
+    ]
     with pytest.raises(UserError) as from_cli:
         cli.main(
             args=[name, *args, flag, str(bad), "--out", str(tmp_path / "o")], standalone_mode=False
@@ -135,6 +165,11 @@ def test_cli_and_recipe_refuse_the_same_out_of_range_value(
     assert f"params.{field}" in str(from_recipe.value)
     # the same rule, in the same words
     assert str(from_cli.value).split(": ", 1)[1] in str(from_recipe.value)
+
+
+def test_a_name_is_a_task_or_a_step_never_both() -> None:
+    assert not set(TASKS) & set(STEPS)
+    assert {"dedup", "export", "pairs"} <= set(STEPS)
 
 
 def test_readme_table_has_a_row_per_task() -> None:

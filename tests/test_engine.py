@@ -159,7 +159,26 @@ def test_retry_after_is_honoured_and_concurrency_backs_off(
     elapsed, engine = asyncio.run(go())
     assert elapsed >= 0.4  # two retries, each no sooner than Retry-After
     assert stub.stats.requests == 3
-    assert engine.limiter.limit < 8 and engine.limiter.cuts >= 1
+    # A stated wait pauses new calls (issue 12); it does not cut the concurrency.
+    assert engine.limiter.pauses == 3 and engine.limiter.limit == 8
+
+
+def test_overload_without_a_stated_time_lowers_concurrency(
+    tmp_path: Path, stub: StubServer
+) -> None:
+    stub.configure(faults=Faults(rate=1.0, kinds=("429",), retry_after=None))
+
+    async def go() -> Engine:
+        cache = ResponseCache(tmp_path / "c.sqlite")
+        engine, backend = await _engine(stub.base_url, cache, concurrency=8, max_retries=1)
+        with pytest.raises(CallFailed):
+            await engine.complete([{"role": "user", "content": "x"}])
+        await backend.close()
+        cache.close()
+        return engine
+
+    engine = asyncio.run(go())
+    assert engine.limiter.limit < 8 and engine.limiter.cuts >= 1 and engine.limiter.pauses == 0
 
 
 def test_adaptive_concurrency_grows_back_after_success() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -103,3 +104,72 @@ def test_kill_then_rerun_gives_the_uninterrupted_result(tmp_path: Path) -> None:
     assert manifest["status"] == "complete"
     assert manifest["summary"]["records_present"] >= written_before_kill
     assert manifest["summary"]["records_new"] == N - manifest["summary"]["records_present"]
+
+
+def _qa(server: StubServer, out: Path, n: int, concurrency: int) -> list[str]:
+    cmd = _cmd(server, out)
+    cmd[cmd.index("-n") + 1] = str(n)
+    cmd[cmd.index("--concurrency") + 1] = str(concurrency)
+    return cmd
+
+
+def test_kill_at_full_speed_loses_no_answered_call(tmp_path: Path) -> None:
+    """Issue 12: at 0 ms latency (answers arrive faster than they are committed), 3 kill -9
+    at random moments. Every answer is journaled before it is used, so a call the server
+    answered before a kill is asked again only if its answer was still on the wire when the
+    process died: at most the calls in flight, per kill. (Before the journal, one kill lost
+    most of the answers of the run.)"""
+    n, concurrency, kills = 3000, 64, 3
+    rng = random.Random(12)
+    with StubServer() as server:
+        env = {**os.environ, "SYNTHLOOM_CACHE": str(tmp_path / "baseline.sqlite")}
+        done = subprocess.run(
+            _qa(server, tmp_path / "baseline", n, concurrency),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stderr
+        baseline = _records(tmp_path / "baseline")
+        assert len(baseline) == n
+        server.reset_stats()
+
+        env = {**os.environ, "SYNTHLOOM_CACHE": str(tmp_path / "cache.sqlite")}
+        out = tmp_path / "run"
+        answered_before: list[set[str]] = []  # per kill: bodies answered by then
+        asked_after: list[set[str]] = []  # per run: bodies asked
+        answered = 0
+        for _ in range(kills):
+            proc = subprocess.Popen(
+                _qa(server, out, n, concurrency),
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            target = rng.randint(300, 1000)  # answers in this run before the kill
+            deadline = time.monotonic() + 120
+            while server.stats.completed < target:
+                assert proc.poll() is None, "finished before it could be killed"
+                assert time.monotonic() < deadline
+                time.sleep(0.005)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            stats = server.stats
+            answered += stats.completed
+            answered_before.append(set(stats.completed_hashes))
+            asked_after.append(set(stats.request_hashes))
+            server.reset_stats()
+
+        final = subprocess.run(
+            _qa(server, out, n, concurrency), env=env, capture_output=True, text=True, timeout=600
+        )
+        assert final.returncode == 0, final.stderr
+        asked_after.append(set(server.stats.request_hashes))
+
+    assert _records(out) == baseline
+    assert answered >= kills * 300  # the kills did come after real progress
+    for k in range(kills):
+        later = set().union(*asked_after[k + 1 :])
+        asked_again = answered_before[k] & later
+        assert len(asked_again) <= concurrency, (k, len(asked_again))

@@ -43,9 +43,12 @@ class Provenance:
     parents: tuple[str, ...] = ()
     created_at: float = 0.0
     call_keys: tuple[str, ...] = ()
+    # `model` is the model the server says answered; when that is not the one asked for, the
+    # name asked for is kept here (absent from records where they agree, and in older ones)
+    model_requested: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "backend": self.backend,
             "model": self.model,
             "template": self.template,
@@ -56,6 +59,9 @@ class Provenance:
             "created_at": self.created_at,
             "call_keys": list(self.call_keys),
         }
+        if self.model_requested is not None:
+            d["model_requested"] = self.model_requested
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Provenance:
@@ -69,6 +75,7 @@ class Provenance:
             parents=tuple(d.get("parents") or ()),
             created_at=float(d.get("created_at") or 0.0),
             call_keys=tuple(d.get("call_keys") or ()),
+            model_requested=d.get("model_requested"),
         )
 
 

@@ -54,6 +54,11 @@ class ModelSettings(BaseModel):
         description="CPU threads (embedded); use fewer to run two jobs side by side"
         " (default: one per core)",
     )
+    structured_output: Literal["auto", "json_schema", "json_object", "prompt"] = Field(
+        "auto",
+        description="how to ask for JSON answers: auto tries json_schema, then json_object with"
+        " the schema, then the schema in the prompt, and keeps what the server accepts",
+    )
 
     @field_validator("base_url")
     @classmethod

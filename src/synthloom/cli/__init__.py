@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import click
@@ -19,27 +20,41 @@ from synthloom.terminal import visible
 
 # Commands that are not generated from a task or step; imported when used, so --help is fast.
 OTHER_COMMANDS = {
-    "pairs": "synthloom.cli.pairs:pairs",
     "run": "synthloom.cli.run:run",
-    "dedup": "synthloom.cli.curate:dedup",
-    "export": "synthloom.cli.curate:export",
     "show": "synthloom.cli.show:show",
 }
-# Generating commands first, then preference, then curation and inspection.
+# In --help: the tasks (generating first, then preference), then the model-free steps, then
+# the other commands; a name not listed here follows the listed ones of its kind.
 ORDER = (
     "qa", "augment", "self-instruct", "evol", "distill", "summarize", "audience",
-    "responses", "judge", "pairs", "run", "dedup", "export", "show",
+    "responses", "judge",
+    "pairs", "dedup", "export",
+    "run", "show", "serve",
 )  # fmt: skip
+
+
+def _ordered(names: Iterable[str]) -> list[str]:
+    names = list(names)
+    return [n for n in ORDER if n in names] + sorted(set(names) - set(ORDER))
+
+
+def _has_command(step: str) -> bool:
+    """A step has a generated command unless it says it is recipe-only (`command = False`)."""
+    from synthloom.steps.registry import step_class
+
+    return bool(step_class(step).command)
 
 
 class Commands(click.Group):
     """Every task and step of the registry, plus the other commands, loaded on demand."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
+        from synthloom.steps.registry import step_names
         from synthloom.tasks.registry import task_names
 
-        names = set(task_names()) | set(OTHER_COMMANDS)
-        return [n for n in ORDER if n in names] + sorted(names - set(ORDER))
+        steps = [n for n in step_names() if n not in OTHER_COMMANDS and _has_command(n)]
+        tasks = [n for n in task_names() if n not in OTHER_COMMANDS]
+        return _ordered(tasks) + _ordered(steps) + _ordered(OTHER_COMMANDS)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         import importlib
@@ -47,16 +62,23 @@ class Commands(click.Group):
         if name in OTHER_COMMANDS:
             module, _, attr = OTHER_COMMANDS[name].partition(":")
             return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+        from synthloom.steps.registry import step_class, step_names
         from synthloom.tasks.registry import task_class, task_names
 
         if name in task_names():
             from synthloom.cli.commands import task_command
 
             return task_command(name, task_class(name))
+        if name in step_names() and _has_command(name):
+            from synthloom.cli.commands import step_command
+
+            return step_command(name, step_class(name))
         return None
 
 
-@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
 @click.version_option(__version__, prog_name="synthloom")
 @click.option(
     "--config",

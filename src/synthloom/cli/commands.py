@@ -14,7 +14,14 @@ from typing import Any
 
 import click
 
-from synthloom.cli.options import apply, build, options_for, values_for
+from synthloom.cli.options import (
+    apply,
+    argument_help,
+    build,
+    option_name,
+    options_for,
+    values_for,
+)
 from synthloom.settings import ModelSettings, role_settings
 
 ROLE_FIELDS = ("backend", "base_url", "model", "api_key_env")
@@ -39,11 +46,12 @@ def _command(
 ) -> click.Command:
     decorated = apply(decorators, fn)
     params = list(reversed(getattr(decorated, "__click_params__", [])))
+    arguments = argument_help(cls.Params)
     return click.Command(
         name,
         callback=decorated,
         params=params,
-        help=(cls.__doc__ or "").strip(),
+        help="\n\n".join(x for x in ((cls.__doc__ or "").strip(), arguments) if x),
         context_settings={"max_content_width": 100},
     )
 
@@ -81,11 +89,13 @@ def task_command(name: str, cls: Any) -> click.Command:
 
 
 def step_command(name: str, cls: Any) -> click.Command:
-    """The `synthloom NAME` command of a model-free step (dedup, export, pairs, ...)."""
+    """The `synthloom NAME` command of a model-free step (dedup, export, pairs, ...): its
+    outputs are checked before anything is read, then it runs and prints its counts."""
+    labels = {f: option_name(f, info) for f, info in cls.Params.model_fields.items()}
 
     def callback(**given: Any) -> None:
-        params = build(cls.Params, cls.from_cli(values_for(cls.Params, given), given))
-        counts = cls(params).run()
-        click.echo(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in counts.items()), err=True)
+        step = cls(build(cls.Params, cls.from_cli(values_for(cls.Params, given), given)))
+        step.check_outputs(labels)
+        step.after_cli(step.run())
 
     return _command(name, cls, options_for(cls.Params) + cls.cli_options(), callback)

@@ -13,6 +13,10 @@ How a field becomes an option (override any of it with `Field(json_schema_extra=
                  `split: false`: the text goes to the model as it is)
   dict[str, str] a repeatable `NAME=VALUE`
   help           the field's `description`, with its default and range
+  argument: true a positional argument instead of an option (`metavar` names it in the usage
+                 line, e.g. SOURCE); `argument_help` lists it in the command's help
+  required: true the command line requires the option although the model has a default
+                 (a value a recipe fills in, such as a step's output directory)
   cli: false     the field is left out of the command (set only by recipes or the API)
 """
 
@@ -100,8 +104,29 @@ def _shown_default(info: FieldInfo, kind: str) -> str | None:
 
 
 def option_name(name: str, info: FieldInfo) -> str:
-    """The long option a field is set with on the command line."""
+    """The long option a field is set with on the command line (for an argument: its
+    metavar, e.g. SOURCE)."""
+    if _extra(info).get("argument"):
+        return _argument_metavar(name, info)
     return str(_extra(info).get("flag") or "--" + name.replace("_", "-"))
+
+
+def _argument_metavar(name: str, info: FieldInfo) -> str:
+    return str(_extra(info).get("metavar") or name.upper())
+
+
+def argument_help(model: type[BaseModel]) -> str:
+    """A paragraph for the command's help naming each positional argument, e.g.
+    `SOURCE: a run directory or its records .jsonl file.` (click lists options only)."""
+    lines = []
+    for name, info in _fields(model, None):
+        if _extra(info).get("argument"):
+            text = (info.description or "").strip()
+            text = text[:1].upper() + text[1:]
+            if text and not text.endswith("."):
+                text += "."
+            lines.append(f"{_argument_metavar(name, info)}: {text}")
+    return "\n\n".join(lines)
 
 
 def _fields(model: type[BaseModel], only: Iterable[str] | None) -> list[tuple[str, FieldInfo]]:
@@ -127,6 +152,17 @@ def options_for(
             long = f"--{prefix}-{long.removeprefix('--')}"
         flags = [] if prefix else list(extra.get("flags", ()))
         dest = f"{prefix}_{name}" if prefix else name
+        if extra.get("argument") and not prefix:
+            annotation = _strip_optional(info.annotation)
+            decorators.append(
+                click.argument(
+                    dest,
+                    metavar=_argument_metavar(name, info),
+                    required=info.is_required(),
+                    type=click.Path(path_type=Path) if annotation is Path else None,
+                )
+            )
+            continue
         help_text = (info.description or "").strip()
         help_text = help_text[:1].upper() + help_text[1:]
         if help_text and not help_text.endswith("."):
@@ -140,12 +176,15 @@ def options_for(
         shown = None if prefix else _shown_default(info, kind)
         if shown is not None:
             notes.append(f"default: {shown}")
-        if info.is_required() and not prefix:
-            notes.append("required")
+        cli_required = bool(extra.get("required")) and not prefix
+        if info.is_required() and not prefix and not cli_required:
+            notes.append("required")  # the model requires it (click says so itself otherwise)
         if notes:
             help_text = f"{help_text} [{'; '.join(notes)}]".strip()
         choices = _literal_values(info.annotation)
         kwargs: dict[str, Any] = {"help": help_text, "default": None}
+        if cli_required:
+            kwargs["required"] = True
         if kind == "bool":
             negative = extra.get("negative") or "--no-" + long.removeprefix("--")
             default = None if prefix or info.is_required() else info.get_default()
@@ -163,13 +202,19 @@ def options_for(
         if kind == "dict":
             kwargs.update(multiple=True, metavar=extra.get("metavar", "NAME=VALUE"))
         elif kind == "list" and extra.get("multiple"):
-            kwargs["multiple"] = True
+            kwargs.update(multiple=True, metavar=extra.get("metavar") or _item_metavar(info))
         elif choices is not None and kind == "scalar":
             kwargs["type"] = click.Choice([str(c) for c in choices])
         else:
             kwargs["metavar"] = extra.get("metavar") or _metavar(info, kind)
         decorators.append(click.option(*flags, long, dest, **kwargs))
     return decorators
+
+
+def _item_metavar(info: FieldInfo) -> str:
+    """PATH, TEXT, ... for one value of a repeatable option (`list[Path]` -> PATH)."""
+    args = typing.get_args(_strip_optional(info.annotation))
+    return {Path: "PATH", int: "INTEGER", float: "NUMBER"}.get(args[0] if args else str, "TEXT")
 
 
 def _metavar(info: FieldInfo, kind: str) -> str:

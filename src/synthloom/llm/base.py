@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -16,6 +16,10 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     created: float
+    # The model the server says answered, when it is not the one asked for (None: the same).
+    model: str | None = None
+    # Seconds the server asked for no new requests (x-ratelimit-remaining-*: 0); not cached.
+    rate_pause: float | None = field(default=None, compare=False)
     # Token log-probabilities, when asked for (`logprobs: true`) and the server gave them:
     # [{"token", "logprob", "top_logprobs": [{"token", "logprob"}]}], in answer order.
     logprobs: list[dict[str, Any]] | None = None
@@ -53,6 +57,7 @@ class CallError(Exception):
         overload: bool = False,
         retry_after: float | None = None,
         fatal: bool = False,
+        status: int | None = None,
     ) -> None:
         super().__init__(f"{cause}: {detail}" if detail else cause)
         self.cause = cause
@@ -61,6 +66,7 @@ class CallError(Exception):
         self.overload = overload  # the server says it is overloaded: lower concurrency
         self.retry_after = retry_after
         self.fatal = fatal  # every call will fail the same way (bad key, unknown model)
+        self.status = status  # the HTTP status, if the server answered
 
 
 class Backend(ABC):
@@ -68,6 +74,9 @@ class Backend(ABC):
 
     kind: str
     model: str
+    # The structured-output mode in use ("json_schema", "json_object", "prompt"); None until
+    # the engine has negotiated it with the server (see synthloom.llm.structured).
+    structured_mode: str | None = None
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Open connections or load weights."""
@@ -86,4 +95,8 @@ class Backend(ABC):
 
     def describe(self) -> dict[str, Any]:
         """What goes in the run manifest (never secrets)."""
-        return {"backend": self.kind, "model": self.model}
+        return {
+            "backend": self.kind,
+            "model": self.model,
+            "structured_output": self.structured_mode,
+        }

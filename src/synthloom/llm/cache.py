@@ -14,17 +14,31 @@ for a key whose prefix is known. A read per miss on the event-loop thread, racin
 commits, cost a third of the engine's throughput against a fast server (benchmarks/). Keys
 written by another process while this one runs are not seen as hits (they are re-asked and
 stored once).
+
+The answer journal: before an answer is used, `put` appends it to a journal file (one plain
+`write`, no fsync: a killed process's writes are in the OS already; only a power cut could
+lose them), so no answer waits in memory for the batched commit where a kill -9 would lose it.
+Each process writes its own journal file in `<cache>.journal/` and holds an flock on it; the
+file is deleted once everything in it is committed (it rotates every few MB, and at close). On
+start, journals whose owner is gone (their lock is free) are folded into SQLite first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: journals of live processes are then not told apart
+    fcntl = None  # type: ignore[assignment]
 
 from synthloom.errors import UserError, is_path_error, path_error
 from synthloom.llm.base import Completion
@@ -42,11 +56,23 @@ CREATE TABLE IF NOT EXISTS token_logprobs (
   key TEXT PRIMARY KEY,
   data TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS served_models (
+  key TEXT PRIMARY KEY,
+  model TEXT NOT NULL
+);
 """
 # token_logprobs: the answer's token log-probabilities (JSON), for answers that have them.
+# served_models: the model a server reported, for the answers where it was not the one asked
+# for. (Tables of their own, so a cache file stays usable by older versions of synthloom.)
 _STOP = object()
 _BATCH_SECONDS = 0.05
 _BATCH_ITEMS = 512
+_JOURNAL_ROTATE_BYTES = 8 << 20
+_SELECT = (
+    "SELECT c.text, c.finish_reason, c.prompt_tokens, c.completion_tokens, c.created, s.model,"
+    " l.data FROM calls c LEFT JOIN served_models s ON s.key = c.key"
+    " LEFT JOIN token_logprobs l ON l.key = c.key WHERE c.key = ?"
+)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -64,8 +90,13 @@ class ResponseCache:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._read = _connect(path)
             self._read.executescript(_SCHEMA)
+            self.journal_dir = Path(f"{path}.journal")
+            self.folded = fold_journals(self._read, self.journal_dir)
         except (OSError, sqlite3.Error) as exc:
             raise self._user_error(exc) from None
+        self._journal_fd: int | None = None
+        self._journal_path: Path | None = None
+        self._journal_bytes = 0
         self._pending: dict[str, Completion] = {}
         self._known: set[int] | None = None  # prefixes stored before this process wrote
         self._added: set[int] = set()  # prefixes this process put
@@ -85,16 +116,14 @@ class ResponseCache:
             prefix = int(key[:15], 16)
             if prefix not in known and prefix not in self._added:
                 return None
-        row = self._read.execute(
-            "SELECT c.text, c.finish_reason, c.prompt_tokens, c.completion_tokens, c.created,"
-            " l.data FROM calls c LEFT JOIN token_logprobs l ON l.key = c.key WHERE c.key = ?",
-            (key,),
-        ).fetchone()
+        row = self._read.execute(_SELECT, (key,)).fetchone()
         if not row:
             return None
-        return Completion(*row[:5], logprobs=json.loads(row[5]) if row[5] else None)
+        return Completion(*row[:6], logprobs=json.loads(row[6]) if row[6] else None)
 
     def put(self, key: str, completion: Completion) -> None:
+        """Store an answer: in the journal at once, in SQLite with the next batch."""
+        self._journal(key, completion)
         self._pending[key] = completion
         self._added.add(int(key[:15], 16))
         self._enqueue(key)
@@ -141,8 +170,41 @@ class ResponseCache:
         self._hand_over()
         self._thread.join()
         self._read.close()
-        if self._error:
+        if self._error:  # the journal keeps what was not committed, for the next start
             raise self._user_error(self._error)
+        if self._journal_fd is not None and self._journal_path is not None:
+            _drop_journal(self._journal_path, self._journal_fd)
+            self._journal_fd = self._journal_path = None
+
+    # -- the answer journal -------------------------------------------------------------
+    def _journal(self, key: str, c: Completion) -> None:
+        line = json.dumps(
+            [key, c.text, c.finish_reason, c.prompt_tokens, c.completion_tokens, c.created, c.model]
+            + ([c.logprobs] if c.logprobs else [])
+        )
+        data = (line + "\n").encode()
+        try:
+            if self._journal_fd is None or self._journal_bytes >= _JOURNAL_ROTATE_BYTES:
+                self._rotate_journal()
+            assert self._journal_fd is not None
+            os.write(self._journal_fd, data)
+        except OSError as exc:
+            raise self._user_error(exc) from None
+        self._journal_bytes += len(data)
+
+    def _rotate_journal(self) -> None:
+        """Start a new journal file; the old one is deleted by the writer thread once every
+        answer queued before now is committed."""
+        old_path, old_fd = self._journal_path, self._journal_fd
+        self.journal_dir.mkdir(parents=True, exist_ok=True)
+        name = f"{os.getpid()}-{time.time_ns()}.jsonl"
+        path = self.journal_dir / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self._journal_path, self._journal_fd, self._journal_bytes = path, fd, 0
+        if old_path is not None and old_fd is not None:
+            self._enqueue(lambda: _drop_journal(old_path, old_fd))
 
     def _user_error(self, exc: BaseException) -> BaseException:
         """A full or read-only disk, or an unwritable cache or output path, is the user's to
@@ -198,6 +260,7 @@ class ResponseCache:
             return
         rows = []
         logprobs = []
+        served = []
         for key in keys:
             c = self._pending[key]
             rows.append(
@@ -205,10 +268,74 @@ class ResponseCache:
             )
             if c.logprobs:
                 logprobs.append((key, json.dumps(c.logprobs)))
+            if c.model is not None:
+                served.append((key, c.model))
         conn.execute("BEGIN")
         conn.executemany("INSERT OR IGNORE INTO calls VALUES (?, ?, ?, ?, ?, ?)", rows)
         if logprobs:
             conn.executemany("INSERT OR IGNORE INTO token_logprobs VALUES (?, ?)", logprobs)
+        if served:
+            conn.executemany("INSERT OR IGNORE INTO served_models VALUES (?, ?)", served)
         conn.execute("COMMIT")
         for key in keys:
             self._pending.pop(key, None)
+
+
+def _drop_journal(path: Path, fd: int) -> None:
+    """Delete a journal whose answers are all committed (then release its lock)."""
+    try:
+        path.unlink(missing_ok=True)
+    finally:
+        os.close(fd)
+
+
+def fold_journals(conn: sqlite3.Connection, directory: Path) -> int:
+    """Commit the answers in journals left by processes that are gone (killed before their
+    answers reached SQLite); delete those journals. Returns the number of answers read.
+    A journal whose lock is held belongs to a running process and is left alone."""
+    if not directory.is_dir():
+        return 0
+    count = 0
+    for path in sorted(directory.glob("*.jsonl")):
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:  # its owner finished meanwhile
+            continue
+        try:
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue
+            with os.fdopen(os.dup(fd), "rb") as f:
+                data = f.read()
+            rows, served, logprobs = _journal_rows(data)
+            conn.execute("BEGIN")
+            conn.executemany("INSERT OR IGNORE INTO calls VALUES (?, ?, ?, ?, ?, ?)", rows)
+            conn.executemany("INSERT OR IGNORE INTO served_models VALUES (?, ?)", served)
+            conn.executemany("INSERT OR IGNORE INTO token_logprobs VALUES (?, ?)", logprobs)
+            conn.execute("COMMIT")
+            count += len(rows)
+            path.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+    return count
+
+
+def _journal_rows(
+    data: bytes,
+) -> tuple[list[tuple[object, ...]], list[tuple[str, str]], list[tuple[str, str]]]:
+    rows: list[tuple[object, ...]] = []
+    served: list[tuple[str, str]] = []
+    logprobs: list[tuple[str, str]] = []
+    for raw in data.split(b"\n"):
+        try:
+            key, text, finish, pt, ct, created, model, *more = json.loads(raw)
+        except (ValueError, TypeError):  # a line torn by the kill, or an empty tail
+            continue
+        rows.append((key, text, finish, int(pt), int(ct), float(created)))
+        if model is not None:
+            served.append((key, model))
+        if more and more[0]:  # the answer's token log-probabilities
+            logprobs.append((key, json.dumps(more[0])))
+    return rows, served, logprobs

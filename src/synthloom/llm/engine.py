@@ -16,6 +16,7 @@ import asyncio
 import hashlib
 import json
 import random
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,9 +25,10 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from synthloom.errors import BackendFatal
+from synthloom.llm import structured
 from synthloom.llm.base import Backend, CallError, Completion
 from synthloom.llm.cache import ResponseCache
-from synthloom.llm.limits import AdaptiveConcurrency, RateLimits
+from synthloom.llm.limits import AdaptiveConcurrency, RateLimits, SlotTimeout
 
 T = TypeVar("T")
 
@@ -87,6 +89,14 @@ def call_seed(seed: int | None, sample: int, attempt: int) -> int | None:
     return (seed * 1_000_003 + sample * 7_919 + attempt * 104_729) % 2_147_483_647
 
 
+class _Refused(Exception):
+    """While negotiating the structured-output mode: the server will not take this format."""
+
+    def __init__(self, error: CallError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class Engine:
     def __init__(
         self,
@@ -102,6 +112,7 @@ class Engine:
         timeout: float = 120.0,
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
+        structured_output: str = "auto",
     ) -> None:
         self.backend = backend
         self.cache = cache
@@ -114,9 +125,16 @@ class Engine:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.stats = EngineStats()
+        if structured_output != "auto":
+            if structured_output not in structured.MODES:
+                raise ValueError(f"unknown structured output mode {structured_output!r}")
+            backend.structured_mode = structured_output
         self._inflight: dict[str, asyncio.Future[tuple[Completion, bool]]] = {}
         self._rng = random.Random()
-        self._fatal: CallError | None = None
+        self._fatal: str | None = None  # set once every further call is known to fail
+        self._answered = False  # a call has been answered (network or cache)
+        self._server_messages: Counter[tuple[int, str]] = Counter()  # 5xx validation texts
+        self._negotiation = asyncio.Lock()
         self._identity = json.dumps(backend.cache_identity())
 
     # -- public -------------------------------------------------------------------------
@@ -138,21 +156,22 @@ class Engine:
         CallFailed("invalid_output") is raised. Transport failures are retried inside.
         A text answer cut off by max_tokens counts as invalid unless `accept_truncated`
         (then the caller sees `completion.finish_reason == "length"` and decides).
+        With a `schema`, the structured-output mode is the backend's (negotiated on the
+        first call when it is not known); the answer is validated by `schema` in every mode.
         """
         params = self.sampling.merged(**sampling)
-        response_format = _response_format(schema) if schema is not None else None
         keys: list[str] = []
         last_error = ""
         for attempt in range(parse_attempts):
-            body: dict[str, Any] = {"messages": messages, **params}
-            seed = call_seed(self.seed, sample, attempt)
-            if seed is not None:
-                body["seed"] = seed
-            if response_format is not None:
-                body["response_format"] = response_format
-            key = self.key(body, sample, attempt)
+            if schema is None:
+                body = self._body(messages, params, sample, attempt)
+                key = self.key(body, sample, attempt)
+                completion, cached = await self._fetch(key, body)
+            else:
+                key, completion, cached = await self._structured(
+                    messages, params, schema, sample, attempt
+                )
             keys.append(key)
-            completion, cached = await self._fetch(key, body)
             try:
                 value: Any = _parse(completion, schema, accept_truncated)
                 if validate is not None:
@@ -178,11 +197,81 @@ class Engine:
         return self.sampling.merged(**sampling)
 
     # -- internals ----------------------------------------------------------------------
-    async def _fetch(self, key: str, body: dict[str, Any]) -> tuple[Completion, bool]:
+    def _body(
+        self,
+        messages: list[dict[str, str]],
+        params: dict[str, Any],
+        sample: int,
+        attempt: int,
+        schema: type[BaseModel] | None = None,
+        mode: str | None = None,
+    ) -> dict[str, Any]:
+        if schema is not None and mode == "prompt":
+            messages = structured.prompt_messages(messages, schema)
+        body: dict[str, Any] = {"messages": messages, **params}
+        seed = call_seed(self.seed, sample, attempt)
+        if seed is not None:
+            body["seed"] = seed
+        if schema is not None and mode is not None:
+            fmt = structured.response_format(schema, mode)
+            if fmt is not None:
+                body["response_format"] = fmt
+        return body
+
+    async def _structured(
+        self,
+        messages: list[dict[str, str]],
+        params: dict[str, Any],
+        schema: type[BaseModel],
+        sample: int,
+        attempt: int,
+    ) -> tuple[str, Completion, bool]:
+        mode = self.backend.structured_mode
+        if mode is None:
+            async with self._negotiation:  # one call negotiates; the others wait for it
+                if self._fatal is not None:
+                    raise BackendFatal(self._fatal)
+                mode = self.backend.structured_mode
+                if mode is None:
+                    return await self._negotiate(messages, params, schema, sample, attempt)
+        body = self._body(messages, params, sample, attempt, schema, mode)
+        key = self.key(body, sample, attempt)
+        completion, cached = await self._fetch(key, body)
+        return key, completion, cached
+
+    async def _negotiate(
+        self,
+        messages: list[dict[str, str]],
+        params: dict[str, Any],
+        schema: type[BaseModel],
+        sample: int,
+        attempt: int,
+    ) -> tuple[str, Completion, bool]:
+        """Try json_schema, then json_object + schema, then instructions in the prompt; the
+        first mode the server accepts is kept for the run (a cached answer counts: the cache
+        is per endpoint). The call's answer is the one the accepted mode produced."""
+        refusals: list[tuple[str, CallError]] = []
+        for mode in structured.MODES:
+            body = self._body(messages, params, sample, attempt, schema, mode)
+            key = self.key(body, sample, attempt)
+            try:
+                completion, cached = await self._fetch(key, body, negotiating=True)
+            except _Refused as exc:
+                refusals.append((mode, exc.error))
+                continue
+            self.backend.structured_mode = mode
+            return key, completion, cached
+        self._fatal = _refusals_message(self.backend, refusals)
+        raise BackendFatal(self._fatal)
+
+    async def _fetch(
+        self, key: str, body: dict[str, Any], negotiating: bool = False
+    ) -> tuple[Completion, bool]:
         hit = self.cache.get(key)
         if hit is not None:
             self.stats.calls += 1
             self.stats.cache_hits += 1
+            self._answered = True
             return hit, True
         running = self._inflight.get(key)
         if running is not None:  # the same call is already on its way: share it
@@ -193,7 +282,7 @@ class Engine:
         fut: asyncio.Future[tuple[Completion, bool]] = asyncio.get_running_loop().create_future()
         self._inflight[key] = fut
         try:
-            completion = await self._send(body)
+            completion = await self._send(body, negotiating)
         except BaseException as exc:
             fut.set_exception(exc)
             fut.exception()  # mark retrieved: sharers re-raise it themselves
@@ -207,26 +296,55 @@ class Engine:
         fut.set_result((completion, False))
         return completion, False
 
-    async def _send(self, body: dict[str, Any]) -> Completion:
+    async def _send(self, body: dict[str, Any], negotiating: bool = False) -> Completion:
         attempt = 0
         limiter = self.limiter
         while True:
             if self._fatal is not None:
-                raise BackendFatal(_fatal_message(self._fatal))
-            await limiter.acquire()
+                raise BackendFatal(self._fatal)
+            try:
+                await limiter.acquire(self.timeout, retry=attempt > 0)
+            except SlotTimeout:
+                # The wait for a slot is bounded like the call itself: it counts as an attempt.
+                self.stats.errors["timeout"] += 1
+                if attempt >= self.max_retries:
+                    self.stats.failures["timeout"] += 1
+                    raise CallFailed("timeout", f"no free slot within {self.timeout:g}s") from None
+                attempt += 1
+                self.stats.retries += 1
+                await asyncio.sleep(self._backoff(attempt, None))
+                continue
+            if self._fatal is not None:  # decided while this call waited for its slot
+                limiter.release(ok=False)
+                raise BackendFatal(self._fatal)
             if self.rates.active:
                 estimate = sum(len(m.get("content") or "") for m in body["messages"]) // 4
                 await self.rates.acquire(estimate + int(body.get("max_tokens") or 256))
             self.stats.requests += 1
+            sent_at = time.monotonic()
             try:
                 completion = await self.backend.complete(body, self.timeout)
             except CallError as err:
-                limiter.release(ok=False, overload=err.overload, retry_after=err.retry_after)
+                # A stated time pauses new calls, once for a burst of 429s; only an overload
+                # without a stated time lowers the concurrency.
+                if err.overload:
+                    limiter.refused()
+                if err.retry_after:  # before the release: its slot must not go to a new call
+                    limiter.pause(err.retry_after, sent_at)
+                limiter.release(ok=False, overload=err.overload and not err.retry_after)
                 self.stats.errors[err.cause] += 1
                 if err.fatal:
-                    self._fatal = err
-                    raise BackendFatal(_fatal_message(err)) from None
-                if not err.retryable or attempt >= self.max_retries:
+                    self._fatal = _fatal_message(self.backend, err)
+                    raise BackendFatal(self._fatal) from None
+                permanent = self._permanent(err)
+                if negotiating and (permanent or _refuses_format(err)):
+                    raise _Refused(err) from None
+                if permanent and not self._answered:
+                    # The first calls of the run fail for good, so every call will: stop now,
+                    # with the server's own words.
+                    self._fatal = _fatal_message(self.backend, err)
+                    raise BackendFatal(self._fatal) from None
+                if permanent or attempt >= self.max_retries:
                     self.stats.failures[err.cause] += 1
                     raise CallFailed(err.cause, err.detail) from None
                 attempt += 1
@@ -236,25 +354,62 @@ class Engine:
             except BaseException:
                 limiter.release(ok=False)
                 raise
+            if completion.rate_pause:  # answered, but the budget is used up
+                limiter.pause(completion.rate_pause, sent_at, certain=True)
             limiter.release(ok=True)
+            self._answered = True
             return completion
 
+    def _permanent(self, err: CallError) -> bool:
+        """Asking again cannot help: a client error (4xx other than 408/409/429), or a 5xx
+        whose validation message the server has now given twice."""
+        if not err.retryable:
+            return True
+        if err.status is not None and err.status >= 500 and err.detail:
+            if structured.looks_like_validation(err.detail):
+                self._server_messages[(err.status, err.detail)] += 1
+                return self._server_messages[(err.status, err.detail)] >= 2
+        return False
+
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        """Exponential backoff with full jitter; never sooner than Retry-After."""
+        """The time the server stated (plus a little jitter so the retries do not all land
+        at once), else exponential backoff with jitter."""
+        if retry_after:
+            return retry_after + self._rng.uniform(0, min(1.0, retry_after / 10))
         ceiling = min(self.backoff_max, self.backoff_base * (2 ** (attempt - 1)))
-        delay = self._rng.uniform(ceiling / 2, ceiling)
-        return max(delay, retry_after or 0.0)
+        return self._rng.uniform(ceiling / 2, ceiling)
 
 
-def _response_format(schema: type[BaseModel]) -> dict[str, Any]:
-    return {
-        "type": "json_schema",
-        "json_schema": {
-            "name": schema.__name__,
-            "schema": schema.model_json_schema(),
-            "strict": True,
-        },
-    }
+def _refuses_format(err: CallError) -> bool:
+    """A 400/422/5xx whose message says the requested output format is not accepted."""
+    if err.status is None or not (err.status in (400, 422) or err.status >= 500):
+        return False
+    return structured.mentions_format(err.detail) and (
+        err.status < 500 or structured.looks_like_validation(err.detail)
+    )
+
+
+def _where(backend: Backend) -> str:
+    return str(getattr(backend, "base_url", "") or backend.kind)
+
+
+def _reason(err: CallError) -> str:
+    what = f"HTTP {err.status}" if err.status is not None else err.cause
+    return f"{what}: {structured.one_line(err.detail, 200)}" if err.detail else what
+
+
+def _fatal_message(backend: Backend, err: CallError) -> str:
+    return f"{_where(backend)} refused the request ({_reason(err)})"
+
+
+def _refusals_message(backend: Backend, refusals: list[tuple[str, CallError]]) -> str:
+    reasons = [_reason(err) for _, err in refusals]
+    if len(set(reasons)) == 1:
+        said = reasons[0]
+    else:
+        said = "; ".join(f"{mode}: {r}" for (mode, _), r in zip(refusals, reasons, strict=True))
+    modes = ", ".join(mode for mode, _ in refusals)
+    return f"{_where(backend)} refused structured output in every mode ({modes}): {said}"
 
 
 def _parse(completion: Completion, schema: type[BaseModel] | None, accept_truncated: bool) -> Any:
@@ -303,7 +458,3 @@ def _short(exc: Exception) -> str:
         loc = ".".join(str(x) for x in err.get("loc", ())) or "answer"
         return f"{loc}: {err.get('msg', '')}"
     return str(exc)[:200]
-
-
-def _fatal_message(err: CallError) -> str:
-    return f"the backend refused the call ({err.cause}): {err.detail}"[:300]

@@ -17,10 +17,12 @@ import aiohttp
 
 from synthloom.errors import BackendFatal, UserError
 from synthloom.llm.base import Backend, CallError, Completion, token_logprobs
+from synthloom.llm.limits import rate_limit_pause
 from synthloom.settings import base_url_problem
 
 _OVERLOAD = {429, 503}
 _FATAL = {401, 403, 404}
+_RETRYABLE_4XX = {408, 409, 429}  # other 4xx are permanent: asking again cannot help
 
 
 class OpenAIBackend(Backend):
@@ -57,9 +59,16 @@ class OpenAIBackend(Backend):
         self._session: aiohttp.ClientSession | None = None
         self._timeout: aiohttp.ClientTimeout | None = None
         self._url = f"{self.base_url}/chat/completions"
+        self.served_model: str | None = None  # what the server says answered, if not `model`
 
     def cache_identity(self) -> list[str]:
         return [self.kind, self.base_url, self.model]
+
+    def describe(self) -> dict[str, Any]:
+        info = {**super().describe(), "base_url": self.base_url}
+        if self.served_model is not None:
+            info["served_model"] = self.served_model
+        return info
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
@@ -123,12 +132,17 @@ class OpenAIBackend(Backend):
                         resp.headers.get("Retry-After"),
                         self._url,
                         self._v1_hint(),
+                        rate_limit_pause(resp.headers),
                     )
+                pause = rate_limit_pause(resp.headers)
         except TimeoutError:
             raise CallError("timeout", f"no answer within {timeout:g}s", retryable=True) from None
         except aiohttp.ClientError as exc:
             raise CallError("connection", type(exc).__name__, retryable=True) from None
-        return _parse_body(raw, ctype, self._url, self.base_url)
+        completion = _parse_body(raw, ctype, self._url, self.base_url, self.model, pause)
+        if completion.model is not None:
+            self.served_model = completion.model
+        return completion
 
 
 def _looks_like_html(raw: bytes, content_type: str) -> bool:
@@ -153,7 +167,12 @@ def _html_message(url: str, base_url: str) -> str:
 
 
 def _parse_body(
-    raw: bytes, content_type: str = "", url: str = "", base_url: str = ""
+    raw: bytes,
+    content_type: str = "",
+    url: str = "",
+    base_url: str = "",
+    requested: str | None = None,
+    rate_pause: float | None = None,
 ) -> Completion:
     """A 200 answer as a Completion. A web page or other non-JSON answer means the URL is
     not an OpenAI-compatible API: fatal, on the first answer (retrying cannot help). A JSON
@@ -174,12 +193,15 @@ def _parse_body(
         choice = data["choices"][0]
         text = choice["message"]["content"] or ""
         usage = data.get("usage") or {}
+        served = data.get("model")
         return Completion(
             text=text,
             finish_reason=choice.get("finish_reason") or "stop",
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
             created=float(data.get("created") or time.time()),
+            model=served if isinstance(served, str) and served and served != requested else None,
+            rate_pause=rate_pause,
             logprobs=token_logprobs(choice),
         )
     except (ValueError, KeyError, IndexError, TypeError) as exc:
@@ -187,26 +209,57 @@ def _parse_body(
 
 
 def _status_error(
-    status: int, raw: bytes, retry_after: str | None, url: str = "", v1_hint: str = ""
+    status: int,
+    raw: bytes,
+    retry_after: str | None,
+    url: str = "",
+    v1_hint: str = "",
+    rate_pause: float | None = None,
 ) -> CallError:
-    try:
-        message = json.loads(raw)["error"]["message"]
-    except (ValueError, KeyError, TypeError):
-        message = raw[:200].decode("utf-8", "replace")
+    message = _error_message(raw)
     if status == 404 and url and not _is_json(raw):  # no API there (an API says what is missing)
         shown = "an HTML page" if _looks_like_html(raw, "") else repr(message.strip()[:80])
         message = f"{url} answered 404 Not Found ({shown}){v1_hint}"
     cause = f"http_{status}"
     if status in _FATAL:
-        return CallError(cause, message, retryable=False, fatal=True)
-    retryable = status in _OVERLOAD or status >= 500 or status == 408
+        return CallError(cause, message, retryable=False, fatal=True, status=status)
+    retryable = status >= 500 or status in _RETRYABLE_4XX
+    wait = _retry_after_seconds(retry_after)
+    if wait is None and status in _OVERLOAD:
+        wait = rate_pause  # x-ratelimit-reset-* of the budget that ran out
     return CallError(
         cause,
         message,
         retryable=retryable,
         overload=status in _OVERLOAD,
-        retry_after=_retry_after_seconds(retry_after),
+        retry_after=wait,
+        status=status,
     )
+
+
+def _error_message(raw: bytes) -> str:
+    """The server's own words: OpenAI's {"error": {"message"}}, FastAPI/pydantic's
+    {"detail": ...}, {"error": "..."}, or the start of the body."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return raw[:500].decode("utf-8", "replace")
+    if isinstance(data, dict):
+        err = data.get("error")
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return err["message"]
+        if isinstance(err, str):
+            return err
+        detail = data.get("detail")
+        if isinstance(detail, str):
+            return detail
+        if isinstance(detail, list) and detail and isinstance(detail[0], dict):
+            first = detail[0]
+            loc = ".".join(str(x) for x in first.get("loc") or ())
+            return f"{loc}: {first.get('msg', '')}" if loc else str(first.get("msg", ""))
+        if isinstance(data.get("message"), str):
+            return data["message"]
+    return raw[:500].decode("utf-8", "replace")
 
 
 def _retry_after_seconds(value: str | None) -> float | None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from synthloom.errors import UserError
 from synthloom.export.trl import (
@@ -32,14 +32,12 @@ from synthloom.export.trl import (
     id_rows,
     kto_items,
     preference_items,
-    sidecar_path,
     to_trl_kto,
     to_trl_preference,
     to_trl_reward,
     write_jsonl_atomic,
     write_rows,
 )
-from synthloom.outputs import check_not_input, check_output_path
 from synthloom.preference.rankings import (
     AggregateMethod,
     PairMode,
@@ -385,44 +383,3 @@ def _why_no_pairs(
     more = f"; {len(reasons) - 1} more prompt(s) give no pair either" if len(reasons) > 1 else ""
     first = reasons[0] if reasons else "the rankings give no pair"
     return f"{first}{more}; nothing written"
-
-
-class PairsParams(BaseModel):
-    """The `pairs` recipe step: the same choices as `synthloom pairs`."""
-
-    model_config = ConfigDict(extra="forbid")
-    responses: Path
-    rankings: list[Path] = Field(min_length=1)
-    mode: PairMode = "all"
-    aggregate: AggregateMethod = "borda"
-    format: ExportFormat = "dpo"
-    out: Path
-    ids: bool = True
-
-
-def check_pairs_output(
-    out: Path, responses: Path, rankings: Sequence[Path], *, ids: bool, what: str = "--out"
-) -> None:
-    """The output (and its `<stem>.ids.jsonl`) is a .jsonl/.parquet file that is none of the
-    inputs and no run directory's own file (UserError otherwise); nothing is read or written."""
-    check_output_path(out, what=what)
-    inputs = [responses, *rankings]
-    check_not_input(out, inputs, what=what)
-    if ids:
-        check_not_input(sidecar_path(out), inputs, what=f"{what} (its ids file)")
-
-
-def run_pairs(params: PairsParams) -> dict[str, Any]:
-    """Build and write a preference dataset; returns its summary (with `rows` and `out`)."""
-    check_pairs_output(
-        params.out, params.responses, params.rankings, ids=params.ids, what="pairs out"
-    )
-    data = preference_data_from_files(
-        params.responses,
-        params.rankings,
-        mode=params.mode,
-        aggregate_method=params.aggregate,
-        fmt=params.format,
-    )
-    data.write(params.out, include_ids=params.ids)
-    return {**data.summary, "rows": len(data.rows), "out": str(params.out)}

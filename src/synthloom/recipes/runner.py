@@ -17,32 +17,22 @@ from rich.console import Console
 from rich.text import Text
 
 from synthloom.errors import SynthloomError, UserError
-from synthloom.export.sft import FORMATS, export_records, read_records
-from synthloom.outputs import READ_FROM_DIR, RUN_FILES, check_not_input, check_output_path
-from synthloom.preference.dataset import (
-    PairsParams,
-    check_pairs_output,
-    preference_data_from_files,
-    run_pairs,
-)
-from synthloom.quality.filter_run import dedup_records, dedup_target
+from synthloom.outputs import READ_FROM_DIR, RUN_FILES, check_not_input
 from synthloom.recipes.schema import (
-    CURATION_STEPS,
-    OUTPUT_PARAMS,
-    DedupParams,
-    ExportParams,
     Recipe,
     Step,
+    is_model_free,
     load_recipe,
     locate,
     references,
     step_dir,
+    step_kind,
 )
 from synthloom.runner import earlier_identities, make_backend, run_identity, run_task
 from synthloom.runs import RunDir
 from synthloom.settings import ModelSettings
+from synthloom.steps.base import Step as ModelFreeStep
 from synthloom.tasks.base import Task
-from synthloom.tasks.registry import task_class
 from synthloom.terminal import visible
 
 console = Console(stderr=True)
@@ -51,7 +41,8 @@ console = Console(stderr=True)
 @dataclass
 class PlannedStep:
     """A step as it will run. `deferred`: it reads the output of a step that runs before it
-    in this invocation, so its task can only be built (and its inputs checked) then."""
+    in this invocation, so its task can only be built (and its inputs checked) then.
+    A task step gets `task` and `models`; a model-free step (dedup, export, ...) `model_free`."""
 
     step: Step
     index: int
@@ -60,6 +51,7 @@ class PlannedStep:
     deferred: bool
     task: Task | None = None
     models: dict[str, ModelSettings] | None = None
+    model_free: ModelFreeStep | None = None
 
 
 @dataclass
@@ -115,7 +107,8 @@ def run_recipe(
 ) -> dict[str, dict[str, Any]]:
     """Check the whole recipe first (nothing runs or is written on an error), then run its
     steps in order. Returns each step's result by step name: a task's run summary
-    (`Summary.as_dict()`), or the counts of a dedup / export / pairs step, each with `out`.
+    (`Summary.as_dict()`), or the counts of a model-free step (dedup, export, pairs...) with
+    `out`.
     A rerun resumes: finished steps replay from the cache and write nothing twice."""
     plan = check_recipe(path, only=only, out=out)
     results: dict[str, dict[str, Any]] = {}
@@ -127,7 +120,7 @@ def run_recipe(
             console.print(line)  # Text: names and paths are never markup
         with _in_step(plan.path, ps):
             results[ps.step.name] = _run_step(plan, ps, show_progress)
-        if show_progress and ps.step.task in CURATION_STEPS:
+        if show_progress and ps.model_free is not None:
             console.print(results[ps.step.name])
     return results
 
@@ -158,21 +151,19 @@ def _models(
     return task.models(main, extra, where="models.{role}")
 
 
-def _check_records(source: Path) -> None:
-    """The input of a dedup or export step exists and starts with a synthloom record."""
-    next(iter(read_records(source)), None)
-
-
 def _check_output_collisions(path: Path, recipe: Recipe, params: dict[str, BaseModel]) -> None:
-    """No output param is a file a step keeps in its directory (`<out>/<step>/records.jsonl`,
-    failures.jsonl, manifest.json, rankings.jsonl): checked up front, as those directories
-    may not exist yet."""
+    """No path a model-free step writes is a file another step keeps in its directory
+    (`<out>/<step>/records.jsonl`, failures.jsonl, manifest.json, rankings.jsonl): checked up
+    front, as those directories may not exist yet."""
     dirs = {step_dir(recipe, path, s.name).resolve(): s.name for s in recipe.steps}
     for i, step in enumerate(recipe.steps):
-        for key in OUTPUT_PARAMS.get(step.task, ()):
-            target = Path(getattr(params[step.name], key)).resolve()
+        cls = step_kind(step.task)
+        if not is_model_free(cls):
+            continue
+        for key, _, written in cls(params[step.name]).written():
+            target = written.resolve()
             owner = dirs.get(target.parent)
-            if owner is not None and target.name in (*RUN_FILES, *READ_FROM_DIR):
+            if owner not in (None, step.name) and target.name in (*RUN_FILES, *READ_FROM_DIR):
                 where = locate(path, ("steps", i, "params", key))
                 raise UserError(
                     f"{where}: step {step.name!r} ({step.task}): {key} {target}: that is"
@@ -192,53 +183,38 @@ def _task_inputs(params: BaseModel) -> list[Path]:
 
 
 def _check_step(recipe: Recipe, ps: PlannedStep) -> None:
-    p = ps.params
-    if isinstance(p, ExportParams):
-        if p.format not in FORMATS:
-            raise UserError(f"unknown format {p.format!r}; choose one of {', '.join(FORMATS)}")
-        check_output_path(p.path, what="path")
-        check_not_input(p.path, [p.input], what="path")
+    """A model-free step: its outputs (never an input, dataset files .jsonl/.parquet), then
+    its inputs (`Step.check()`) unless they are written by an earlier step of this run. A
+    task: its step directory, its models, and (unless deferred) the task built from its inputs
+    and its run directory."""
+    cls = step_kind(ps.step.task)
+    if is_model_free(cls):
+        ps.model_free = cls(ps.params)
+        ps.model_free.check_outputs()
         if not ps.deferred:
-            _check_records(p.input)
-    elif isinstance(p, DedupParams):
-        check_not_input(ps.out, [p.input], what="step directory")
-        check_not_input(dedup_target(ps.out), [p.input], what="step output")
-        if not ps.deferred:
-            _check_records(p.input)
-    elif isinstance(p, PairsParams):
-        check_pairs_output(p.out, p.responses, p.rankings, ids=p.ids, what="out")
-        if not ps.deferred:
-            preference_data_from_files(
-                p.responses, p.rankings, mode=p.mode, aggregate_method=p.aggregate, fmt=p.format
-            )
-    else:
-        check_not_input(ps.out, _task_inputs(p), what="step directory")
-        main, extra = _settings(recipe, ps.step)
-        for settings in (main, *extra.values()):
-            make_backend(settings)  # the GGUF file is there, the API-key variable is set
-        if ps.deferred:
-            return
-        task = task_class(ps.step.task)(p)
-        models = _models(task, ps.step, main, extra)
-        RunDir(
-            ps.out, "", run_identity(task, models), earlier=earlier_identities(task, models)
-        ).check()
-        ps.task, ps.models = task, models
+            ps.model_free.check()
+        return
+    check_not_input(ps.out, _task_inputs(ps.params), what="step directory")
+    main, extra = _settings(recipe, ps.step)
+    for settings in (main, *extra.values()):
+        make_backend(settings)  # the GGUF file is there, the API-key variable is set
+    if ps.deferred:
+        return
+    task = cls(ps.params)
+    models = _models(task, ps.step, main, extra)
+    RunDir(ps.out, "", run_identity(task, models), earlier=earlier_identities(task, models)).check()
+    ps.task, ps.models = task, models
 
 
 def _run_step(plan: Plan, ps: PlannedStep, show_progress: bool) -> dict[str, Any]:
-    p = ps.params
-    if isinstance(p, DedupParams):
-        counts = dedup_records(p.input, ps.out, field=p.field, near=p.near, min_words=p.min_words)
-        return {**counts, "out": str(ps.out)}
-    if isinstance(p, ExportParams):
-        counts = export_records(p.input, p.path, p.format, include_flagged=p.include_flagged)
-        return {**counts, "out": str(p.path)}
-    if isinstance(p, PairsParams):
-        return run_pairs(p)
+    if ps.model_free is not None:
+        ps.model_free.check_outputs()  # again: an earlier step may have written since
+        counts = ps.model_free.run()
+        written = ps.model_free.output_paths()
+        return {**counts, "out": str(written[0] if written else ps.out)}
     if ps.task is None or ps.models is None:  # deferred: its input exists only now
         main, extra = _settings(plan.recipe, ps.step)
-        ps.task = task_class(ps.step.task)(p)
+        ps.task = step_kind(ps.step.task)(ps.params)
         ps.models = _models(ps.task, ps.step, main, extra)
     summary = run_task(
         ps.task,

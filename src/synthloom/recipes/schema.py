@@ -5,7 +5,7 @@
     model: {backend: embedded}       # default model settings for every step
     steps:
       - name: pairs
-        task: qa                     # any task (synthloom --help), or dedup / export / pairs
+        task: qa                     # any task or model-free step (synthloom --help)
         params: {topic: product returns, n: 5}
         model: {temperature: 0.9}    # this step's overrides
         models: {judge: {model: ...}}  # extra model roles (judge, student, ...)
@@ -37,10 +37,12 @@ steps before it will have written their outputs by then (a rerun resumes them fr
 Export formats and output file names are checked for every step up front.
 
 Outputs stay under `out`: a step's directory is `<out>/<step name>` (a step name is a plain
-directory name, never `.` or `..`), and every output param (an export's `path`, a pairs
-step's `out`) must resolve under `out` (after `..` and symbolic links), unless the recipe sets
-`allow_paths_outside: true`. No output may be an input of its own step or a run directory's
-records.jsonl, failures.jsonl or manifest.json (`synthloom.outputs.check_not_input`).
+directory name, never `.` or `..`), and every output param of a model-free step (its
+`Step.outputs`: an export's `path`, a pairs step's `out`) must resolve under `out` (after
+`..` and symbolic links), unless the recipe sets `allow_paths_outside: true`. A step whose
+output is a directory (`Step.out_dir`, e.g. dedup) writes to its step directory unless given
+`out`. No output may be an input of its own step or a run directory's records.jsonl,
+failures.jsonl or manifest.json (`synthloom.outputs.check_not_input`).
 """
 
 from __future__ import annotations
@@ -54,28 +56,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from synthloom.errors import UserError
 from synthloom.settings import ModelSettings
-from synthloom.tasks.registry import TASKS
+from synthloom.steps.base import Step as ModelFreeStep
+from synthloom.steps.registry import step_class, step_names
+from synthloom.tasks.registry import task_class, task_names
 
-CURATION_STEPS = ("dedup", "export", "pairs")
-# params that name a file the step writes (each must resolve under the recipe's `out`)
-OUTPUT_PARAMS = {"export": ("path",), "pairs": ("out",)}
 STEP_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
-
-
-class DedupParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    input: Path
-    field: str
-    near: bool = True
-    min_words: int = Field(0, ge=0)
-
-
-class ExportParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    input: Path
-    format: str
-    path: Path
-    include_flagged: bool = False
 
 
 class Step(BaseModel):
@@ -106,18 +91,16 @@ class Recipe(BaseModel):
     steps: list[Step] = Field(min_length=1)
 
 
-def params_model(task: str) -> type[BaseModel]:
-    if task == "dedup":
-        return DedupParams
-    if task == "export":
-        return ExportParams
-    if task == "pairs":
-        from synthloom.preference.dataset import PairsParams
+def step_kind(task: str) -> Any:
+    """The class a recipe step's `task:` names: a task (`synthloom.tasks.registry`) or a
+    model-free step (`synthloom.steps.registry`); KeyError if neither."""
+    if task in task_names():
+        return task_class(task)
+    return step_class(task)
 
-        return PairsParams
-    from synthloom.tasks.registry import task_class
 
-    return task_class(task).Params  # type: ignore[no-any-return]
+def is_model_free(cls: Any) -> bool:
+    return isinstance(cls, type) and issubclass(cls, ModelFreeStep)
 
 
 def _line(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
@@ -184,8 +167,8 @@ def load_recipe(
     for i, step in enumerate(recipe.steps):
         if step.name in names:
             raise _fail(path, root, ("steps", i, "name"), f"duplicate step name {step.name!r}")
-        if step.task not in TASKS and step.task not in CURATION_STEPS:
-            known = ", ".join([*TASKS, *CURATION_STEPS])
+        if step.task not in task_names() and step.task not in step_names():
+            known = ", ".join([*task_names(), *step_names()])
             raise _fail(
                 path, root, ("steps", i, "task"), f"unknown task {step.task!r} (known: {known})"
             )
@@ -198,20 +181,33 @@ def load_recipe(
                 loc, msg = _first_error(exc)
                 raise _fail(path, root, ("steps", i, *where.split("."), *loc), msg) from None
         params = _substitute(step.params, names, path, root, ("steps", i, "params"), recipe)
+        cls = step_kind(step.task)
         try:
-            validated[step.name] = params_model(step.task).model_validate(params)
+            validated[step.name] = cls.Params.model_validate(params)
         except ValidationError as exc:
             loc, msg = _first_error(exc)
             if loc == ("max_tokens",) and msg == "unknown key":
                 msg = "max_tokens is a model setting: put it under the step's model: (model: {max_tokens: N})"
             raise _fail(path, root, ("steps", i, "params", *loc), msg) from None
-        if not recipe.allow_paths_outside:
-            for key in OUTPUT_PARAMS.get(step.task, ()):
-                outside = _outside(getattr(validated[step.name], key), out_dir(recipe, path))
+        if is_model_free(cls):
+            validated[step.name] = _default_out(
+                cls, validated[step.name], step_dir(recipe, path, step.name)
+            )
+            for key in () if recipe.allow_paths_outside else cls.outputs:
+                value = getattr(validated[step.name], key, None)
+                outside = _outside(Path(value), out_dir(recipe, path)) if value else None
                 if outside:
                     raise _fail(path, root, ("steps", i, "params", key), outside)
         names.add(step.name)
     return recipe, validated
+
+
+def _default_out(cls: Any, params: BaseModel, directory: Path) -> BaseModel:
+    """A step whose output is a directory (`out_dir`) writes to its step directory unless
+    the recipe gives `out`."""
+    if cls.out_dir and getattr(params, "out", None) is None:
+        return params.model_copy(update={"out": directory})
+    return params
 
 
 def _outside(target: Path, out: Path) -> str | None:

@@ -2,6 +2,9 @@
 
 Deterministic answers (JSON-schema output included), optional API key, latency, injected faults
 (429/500/503, slow, malformed JSON, permanent per-body failures) and counters (``GET /stats``).
+Like real servers, it can refuse structured-output formats (``reject_formats``, with a
+pydantic-style message and a chosen status), report another model than the one asked for
+(``served_model``), and state rate limits in ``x-ratelimit-*`` headers instead of Retry-After.
 In tests: ``with StubServer(faults=Faults(rate=0.3)) as s: ... s.base_url ... s.stats``;
 ``StubServer(record=True)`` also keeps every chat request body received (``s.bodies``).
 Benchmarks: ``python -m synthloom.testing.stub_server --port 0 ...`` or ``start_stub_process``.
@@ -29,8 +32,14 @@ from typing import Any
 
 from aiohttp import web
 
+from synthloom.llm.structured import PROMPT_INSTRUCTION
+
 FAULT_KINDS = ("429", "500", "503", "slow", "malformed")
 Responder = Callable[[dict[str, Any]], str | None]
+# Decides an error for a request body: (status, message) or (status, message, headers), or
+# None to answer normally.
+Failer = Callable[[dict[str, Any]], tuple[Any, ...] | None]
+FORMAT_TYPES = ("text", "json_object", "json_schema")  # "text": no response_format at all
 _MALFORMED = b'{"id": "x", "choices": ['
 _ERRORS: dict[str, tuple[int, str, str, str | None]] = {
     "400": (400, "Invalid chat completion request (stub)", "invalid_request_error", None),
@@ -53,6 +62,8 @@ class Faults:
     retry_after: float | None = 1.0  # Retry-After header on 429/503; None = no header
     slow_seconds: float = 30.0  # should exceed the client's timeout
     permanent: float = 0.0  # fraction of distinct bodies that always fail
+    # state the wait as x-ratelimit-remaining-requests: 0 + x-ratelimit-reset-requests instead
+    ratelimit_headers: bool = False
 
     def __post_init__(self) -> None:
         self.kinds = tuple(self.kinds)
@@ -156,21 +167,70 @@ class _SchemaFaker:
 
 
 def make_content(body: dict[str, Any], digest: str) -> str:
-    """The default deterministic answer for a chat request."""
+    """The default deterministic answer for a chat request: an instance of the schema given
+    in `response_format` (json_schema, or json_object with a `schema`) or in the prompt
+    (synthloom's prompt mode), else text."""
     fmt = body.get("response_format") or {}
+    schema = None
     if fmt.get("type") == "json_schema":
         schema = (fmt.get("json_schema") or {}).get("schema") or {"type": "object"}
-        return json.dumps(_SchemaFaker(schema, digest).make(schema))
+    elif fmt.get("type") == "json_object":
+        schema = fmt.get("schema")
     user = [m for m in body.get("messages", []) if m.get("role") == "user"]
-    words = _words(user[-1].get("content")) if user else []
+    last = user[-1].get("content") if user else ""
+    if schema is None and not fmt and isinstance(last, str) and PROMPT_INSTRUCTION in last:
+        try:
+            schema = json.loads(last.rsplit(PROMPT_INSTRUCTION, 1)[1])
+        except ValueError:
+            schema = None
+    if isinstance(schema, dict):
+        return json.dumps(_SchemaFaker(schema, digest).make(schema))
+    words = _words(last)
     text = f"Stub answer {digest[:8]}: " + " ".join(words[:8] or ["ok"])
     return json.dumps({"text": text}) if fmt.get("type") == "json_object" else text
 
 
-def _error(kind: str, retry_after: float | None = None) -> web.Response:
+def _error(
+    kind: str, retry_after: float | None = None, ratelimit_headers: bool = False
+) -> web.Response:
     status, message, etype, code = _ERRORS[kind]
-    headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else None
+    headers = None
+    if retry_after is not None and ratelimit_headers:
+        headers = {
+            "x-ratelimit-remaining-requests": "0",
+            "x-ratelimit-reset-requests": f"{retry_after * 1000:g}ms",
+        }
+    elif retry_after is not None:
+        headers = {"Retry-After": f"{retry_after:g}"}
     err = {"message": message, "type": etype, "param": None, "code": code}
+    return web.json_response({"error": err}, status=status, headers=headers)
+
+
+def format_type(body: dict[str, Any]) -> str:
+    """The output format a request asks for: "text", "json_object" or "json_schema"."""
+    fmt = body.get("response_format")
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    return str(kind) if kind else "text"
+
+
+def format_rejection(kind: str, rejected: tuple[str, ...]) -> str:
+    """What a pydantic-validated server says about a response_format it does not take."""
+    accepted = [t for t in FORMAT_TYPES if t not in rejected]
+    allowed = " or ".join(f"'{t}'" for t in accepted) or "one of no types (stub refuses all)"
+    return (
+        "1 validation error for ChatCompletionRequest\nresponse_format.type\n"
+        f"  Input should be {allowed} [type=literal_error, input_value='{kind}', input_type=str]"
+    )
+
+
+def _status_response(
+    status: int, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    if status == 422:  # FastAPI's shape
+        detail = [{"loc": ["body", "response_format"], "msg": message, "type": "value_error"}]
+        return web.json_response({"detail": detail}, status=status, headers=headers)
+    etype = "server_error" if status >= 500 else "invalid_request_error"
+    err = {"message": message, "type": etype, "param": None, "code": None}
     return web.json_response({"error": err}, status=status, headers=headers)
 
 
@@ -188,9 +248,15 @@ class StubServer:
         host: str = "127.0.0.1",
         port: int = 0,
         record: bool = False,
+        reject_formats: tuple[str, ...] = (),
+        reject_status: int = 400,
+        served_model: str | None = None,
+        failer: Failer | None = None,
     ) -> None:
         self.latency, self.faults, self.api_key = latency, faults, api_key
         self.responder, self.record = responder, record
+        self.reject_formats, self.reject_status = tuple(reject_formats), reject_status
+        self.served_model, self.failer = served_model, failer
         self._bodies: list[dict[str, Any]] = []
         self.host, self.port, self.base_url = host, port, ""
         self._rng = random.Random(seed)
@@ -200,12 +266,15 @@ class StubServer:
         self._thread: threading.Thread | None = None
 
     def configure(self, **changes: Any) -> None:
-        """Change ``latency``, ``faults``, ``api_key``, ``responder``, ``record`` or ``seed``."""
+        """Change ``latency``, ``faults``, ``api_key``, ``responder``, ``record``, ``seed``,
+        ``reject_formats``, ``reject_status``, ``served_model`` or ``failer`` (live)."""
         for key, value in changes.items():
             if key == "seed":
                 self._rng = random.Random(value)
-            elif key in ("latency", "faults", "api_key", "responder", "record"):
+            elif key in ("latency", "faults", "api_key", "responder", "record", "served_model"):
                 setattr(self, key, value)
+            elif key in ("reject_formats", "reject_status", "failer"):
+                setattr(self, key, tuple(value) if key == "reject_formats" else value)
             else:
                 raise TypeError(f"unknown setting {key!r}")
 
@@ -286,6 +355,13 @@ class StubServer:
                 self._bodies.append(body)
             if fault:
                 self._stats.faults[fault] += 1
+        # Refusals come before generation, as on real servers (no latency).
+        kind = format_type(body)
+        if kind in self.reject_formats:
+            return _status_response(self.reject_status, format_rejection(kind, self.reject_formats))
+        failure = self.failer(body) if self.failer else None
+        if failure is not None:
+            return _status_response(*failure)
         delay = self.latency + (faults.slow_seconds if faults and fault == "slow" else 0.0)
         try:
             if delay > 0:
@@ -297,7 +373,7 @@ class StubServer:
             self._count("aborted")
             return web.Response(status=499)
         if faults and fault in ("429", "503"):
-            return _error(fault, faults.retry_after)
+            return _error(fault, faults.retry_after, faults.ratelimit_headers)
         if fault == "500":
             return _error(fault)
         if fault == "malformed":
@@ -318,7 +394,7 @@ class StubServer:
             "id": f"chatcmpl-{digest[:24]}",
             "object": "chat.completion",
             "created": int(time.time()),
-            "model": body.get("model", "stub-model"),
+            "model": self.served_model or body.get("model", "stub-model"),
             "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
             "usage": usage | {"total_tokens": prompt + completion},
         }
@@ -413,11 +489,38 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--permanent", type=float, default=0.0)
     p.add_argument("--api-key")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--ratelimit-headers",
+        action="store_true",
+        help="state 429/503 waits in x-ratelimit-* headers instead of Retry-After",
+    )
+    p.add_argument(
+        "--reject-formats",
+        default="",
+        help="comma-separated response_format types to refuse: " + ",".join(FORMAT_TYPES),
+    )
+    p.add_argument("--reject-status", type=int, default=400, help="400, 422 or 500")
+    p.add_argument("--served-model", help="model name reported in answers")
     a = p.parse_args(argv)
     retry = None if a.retry_after.lower() == "none" else float(a.retry_after)
-    faults = Faults(a.fault_rate, tuple(a.faults.split(",")), retry, a.slow_seconds, a.permanent)
+    faults = Faults(
+        a.fault_rate,
+        tuple(a.faults.split(",")),
+        retry,
+        a.slow_seconds,
+        a.permanent,
+        a.ratelimit_headers,
+    )
     server = StubServer(
-        latency=a.latency, faults=faults, api_key=a.api_key, seed=a.seed, host=a.host, port=a.port
+        latency=a.latency,
+        faults=faults,
+        api_key=a.api_key,
+        seed=a.seed,
+        host=a.host,
+        port=a.port,
+        reject_formats=tuple(x for x in a.reject_formats.split(",") if x),
+        reject_status=a.reject_status,
+        served_model=a.served_model,
     )
     asyncio.run(_serve(server))
 

@@ -1,0 +1,1 @@
+"""Model-free steps (dedup, export, pairs, ...): one module each, found by `registry`."""
