@@ -123,9 +123,14 @@ class ReviewServer:
     """The app served by uvicorn in a background thread: `start()`, `url`, `stop()`."""
 
     def __init__(self, store: ReviewStore, params: ServeParams) -> None:
-        import uvicorn
+        try:
+            import uvicorn
 
-        from synthloom.review.app import create_app
+            from synthloom.review.app import create_app
+        except ImportError as exc:
+            raise UserError(
+                f"the review app needs {exc.name}: pip install 'synthloom[review]'"
+            ) from None
 
         app = create_app(
             store,
