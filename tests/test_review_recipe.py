@@ -164,3 +164,28 @@ def test_people_and_a_judge_rank_and_one_pairs_call_mixes_them(
     assert len(humans) == 4 and {h["order"] for h in humans} == {"A > B > C = D"}
     rows = [json.loads(x) for x in (out / "dpo.jsonl").read_text().splitlines()]
     assert rows and all(r["chosen"] != r["rejected"] for r in rows)
+
+
+def test_review_commands_take_every_param_of_their_steps() -> None:
+    """`review export` and `review wait` are the review-export and review steps' commands:
+    every param a recipe can set is an option (or the argument) with the recipe's default."""
+    import click
+
+    from synthloom.cli import cli
+    from synthloom.review.server import ServeParams
+    from synthloom.steps.registry import step_class
+
+    ctx = click.Context(cli)
+    group = cli.get_command(ctx, "review")
+    assert isinstance(group, click.Group)
+    for sub, params in (
+        ("export", step_class("review-export").Params),
+        ("wait", step_class("review").Params),
+        ("serve", ServeParams),
+    ):
+        command = group.get_command(ctx, sub)
+        assert command is not None
+        by_name = {p.name: p for p in command.params}
+        for field in params.model_fields:
+            assert field in by_name, f"review {sub}: no option for {field}"
+        assert isinstance(by_name["input"], click.Argument)

@@ -58,6 +58,7 @@ class Review(Step):
     then write the reviewed set."""
 
     name = "review"
+    command = False  # its command is `synthloom review wait`
     Params = ReviewParams
     inputs = ("input", "judge", "guidelines")
     outputs = ("out",)

@@ -41,6 +41,7 @@ class ReviewExport(Step):
     human ranking lines that `synthloom pairs` reads."""
 
     name = "review-export"
+    command = False  # its command is `synthloom review export`
     Params = ReviewExportParams
     inputs = ("input", "store")
     outputs = ("out",)
