@@ -153,7 +153,25 @@ class ReviewServer:
         self.thread: threading.Thread | None = None
         self.port = params.port
 
+    def _check_port(self) -> None:
+        """Fail with one line, before uvicorn logs its own, when the port is taken."""
+        import socket
+
+        if self.config.port == 0:
+            return
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((self.host, self.config.port))
+            except OSError as exc:
+                raise UserError(
+                    f"review server cannot listen on {self.host}:{self.config.port}"
+                    f" ({exc.strerror}); choose another --port"
+                ) from None
+
     def start(self, timeout: float = 15.0) -> ReviewServer:
+        self._check_port()
         self.thread = threading.Thread(target=self.server.run, name="review-server", daemon=True)
         self.thread.start()
         deadline = time.monotonic() + timeout

@@ -58,6 +58,10 @@ class ReviewExport(Step):
         ]
 
     def check(self) -> None:
+        from synthloom.errors import UserError
+
+        if not Path(self.params.input).exists():
+            raise UserError(f"{self.params.input}: not found; give the reviewed run or file")
         ReviewStore(store_path(self.params), create=False)
 
     def run(self) -> dict[str, Any]:
@@ -66,5 +70,6 @@ class ReviewExport(Step):
         p = self.params
         if p.out is None:
             raise UserError("review-export: give `out`, a directory for the reviewed set")
+        self.check()
         store = ReviewStore(store_path(p), create=False)
         return export_review(store, p.out, inputs=[p.input])
