@@ -363,3 +363,22 @@ def test_a_records_judge_matches_records_through_their_responses(tmp_path: Path)
         assert items["rec0002"]["uncertainty"] == 1.0 and items["rec0000"]["uncertainty"] == 0.0
         assert store.next_item("a", order="judge-high") == "rec0001"
         assert store.next_item("b", order="uncertainty") in {"rec0002", "rec0003"}
+
+
+def test_a_server_on_every_address_accepts_any_host_name_but_still_needs_a_token(
+    tmp_path: Path,
+) -> None:
+    from starlette.testclient import TestClient
+
+    from synthloom.review.app import create_app
+    from synthloom.review.items import load_items
+
+    store = ReviewStore(tmp_path / "review.sqlite")
+    store.import_items(*load_items(records_run(tmp_path / "run", 1)), "run")
+    token = store.add_user("alice")
+    auth = {"Authorization": f"Bearer {token}"}
+    local_only = TestClient(create_app(store, hosts=("127.0.0.1",)), base_url="http://review.lan")
+    assert local_only.get("/api/session", headers=auth).status_code == 400
+    everywhere = TestClient(create_app(store, hosts=("*",)), base_url="http://review.lan")
+    assert everywhere.get("/api/session").status_code == 401
+    assert everywhere.get("/api/session", headers=auth).json()["user"] == "alice"

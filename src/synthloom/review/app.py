@@ -109,7 +109,8 @@ class Guard:
 
         request = Request(scope)
         host = request.headers.get("host", "")
-        if _host_name(host) not in (*LOCAL_HOSTS, *scope.get("state", {}).get("hosts", ())):
+        allowed = scope.get("state", {}).get("hosts", ())
+        if "*" not in allowed and _host_name(host) not in (*LOCAL_HOSTS, *allowed):
             await _plain(400, "unknown Host header")(scope, receive, send_secure)
             return
         token, from_cookie = _token(request)

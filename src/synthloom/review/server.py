@@ -137,7 +137,9 @@ class ReviewServer:
             guidelines=guidelines_text(params),
             order=params.order,
             max_body=params.max_body_kb * 1000,
-            hosts=(params.host,),
+            # bound to every address: people reach it by names we cannot know (tokens still
+            # guard it); bound to one address: only that name and localhost (no DNS rebinding)
+            hosts=("*",) if params.host in ("0.0.0.0", "::") else (params.host,),
         )
         self.host = params.host
         self.config = uvicorn.Config(
