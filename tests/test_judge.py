@@ -13,7 +13,8 @@ import pytest
 
 from synthloom.cli import main
 from synthloom.errors import UserError
-from synthloom.preference.dataset import load_rankings, load_responses, preference_data_from_files
+from synthloom.export.pairs import preference_data_from_files
+from synthloom.preference.store import load_rankings, load_responses
 from synthloom.runner import Summary, run_task
 from synthloom.settings import ModelSettings
 from synthloom.tasks.judge import JudgeParams, JudgeTask

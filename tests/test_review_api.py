@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from synthloom.preference.dataset import load_rankings
 from synthloom.preference.rankings import agreement_report
+from synthloom.preference.store import load_rankings
 from synthloom.review.export import export_review
 from synthloom.review.store import ReviewStore
 from tests.conftest import synthloom
@@ -316,7 +316,7 @@ def test_human_rankings_mix_with_a_judge_in_one_pairs_call(tmp_path: Path) -> No
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     ids = [json.loads(x) for x in out.with_suffix(".ids.jsonl").read_text().splitlines()]
     assert rows and len(rows) == len(ids) and all(r["chosen"] != r["rejected"] for r in rows)
-    from synthloom.preference.dataset import preference_data_from_files
+    from synthloom.export.pairs import preference_data_from_files
 
     data = preference_data_from_files(run, [tmp_path / "reviewed" / "rankings.jsonl", judge])
     assert data.summary["annotators"] == 3  # alice, bob and the judge, aggregated per prompt

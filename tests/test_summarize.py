@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from synthloom.cli import main
-from synthloom.preference.dataset import load_responses
+from synthloom.preference.store import load_responses
 from synthloom.runner import run_task
 from synthloom.settings import ModelSettings
 from synthloom.tasks.summarize import SummarizeParams, SummarizeTask, truncate

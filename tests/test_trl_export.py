@@ -9,20 +9,17 @@ from typing import Any
 import pytest
 
 from synthloom.export.trl import (
-    PreferenceItem,
-    RankedPrompt,
     export_kto,
     export_preference,
-    kto_items,
-    preference_items,
     sidecar_path,
     to_trl_kto,
     to_trl_preference,
     to_trl_reward,
-    write_jsonl_atomic,
     write_parquet_atomic,
 )
+from synthloom.outputs import write_jsonl_atomic
 from synthloom.preference.rankings import Ranking, pairs
+from synthloom.preference.types import PreferenceItem, RankedPrompt, kto_items, preference_items
 
 datasets = pytest.importorskip("datasets")
 STRING = datasets.Value("string")

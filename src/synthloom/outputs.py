@@ -1,6 +1,6 @@
 """Output safety: how every output file is written, and which paths an output may not take.
 
-- `write_atomic` / `atomic_file`: a whole file is written to a temporary file beside it,
+- `write_atomic` / `write_jsonl_atomic` / `atomic_file`: a whole file is written to a temporary file beside it,
   fsynced, renamed over the target, and the directory fsynced (where the OS allows): a reader
   or a crash sees the old file or the new one, never half of one.
 - `check_output_path`: exported datasets are .jsonl or .parquet (Parquet needs pyarrow).
@@ -11,10 +11,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from synthloom.errors import UserError
 
@@ -69,6 +71,17 @@ def write_atomic(path: Path, text: str) -> None:
             f.write(text)
 
     atomic_file(path, write)
+
+
+def write_jsonl_atomic(rows: Iterable[dict[str, Any]], path: str | os.PathLike[str]) -> Path:
+    """Write one JSON object per line (UTF-8) atomically and durably (see `atomic_file`)."""
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+
+    return atomic_file(path, write)
 
 
 def check_output_path(out: Path, *, what: str = "") -> None:

@@ -22,7 +22,7 @@ from typing import Any
 
 from synthloom.errors import UserError
 from synthloom.outputs import check_not_input, write_atomic
-from synthloom.preference.dataset import RANKINGS_FILE
+from synthloom.preference.types import RANKINGS_FILE
 from synthloom.review.items import RECORDS_FILE
 from synthloom.review.store import Decision, ReviewStore
 

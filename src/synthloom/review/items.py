@@ -21,13 +21,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from synthloom.errors import UserError
-from synthloom.preference.dataset import (
-    RANKINGS_FILE,
-    PromptResponses,
-    load_rankings,
-    load_responses,
-)
 from synthloom.preference.rankings import Ranking
+from synthloom.preference.store import load_rankings, load_responses
+from synthloom.preference.types import RANKINGS_FILE, PromptResponses
 from synthloom.runs import read_records
 
 Mode = Literal["auto", "records", "ranking"]
@@ -259,7 +255,7 @@ def apply_judge(items: list[Item], judge: JudgeSignals, source: Path) -> int:
     """Set `score`, `uncertainty` and `judge_order` from the judge; returns how many items got
     a signal. Records are matched to the judge through the responses they are (prompt id and
     response id, as `synthloom pairs` reads the same input)."""
-    from synthloom.preference.dataset import format_order
+    from synthloom.preference.store import format_order
 
     matched = 0
     if items and items[0].kind == "prompt":

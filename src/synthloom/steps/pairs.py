@@ -9,8 +9,8 @@ from typing import Any
 import click
 from pydantic import BaseModel, ConfigDict, Field
 
+from synthloom.export.pairs import ExportFormat, preference_data_from_files
 from synthloom.export.trl import sidecar_path
-from synthloom.preference.dataset import ExportFormat, preference_data_from_files
 from synthloom.preference.rankings import AggregateMethod, PairMode
 from synthloom.steps.base import Step
 from synthloom.terminal import visible

@@ -8,7 +8,7 @@ ranking orders responses by reconciled wins (`scores_from_pairwise`).
 
 Records: one per response (rate) or per pair (pairwise) with verdicts and rationales. At
 the end the run directory gets `rankings.jsonl` (one judge ranking per prompt, written
-atomically) in the rankings-store format of `synthloom.preference.dataset`.
+atomically) in the rankings-store format of `synthloom.preference.store`.
 """
 
 from __future__ import annotations
@@ -22,14 +22,10 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from synthloom import templates
 from synthloom.llm.engine import CallFailed, CallResult
-from synthloom.preference.dataset import (
-    RANKINGS_FILE,
-    PromptResponses,
-    load_responses,
-    write_rankings,
-)
 from synthloom.preference.judge_reconcile import judge_pair, mean_aspect_score, scores_from_pairwise
 from synthloom.preference.rankings import Ranking
+from synthloom.preference.store import load_responses, write_rankings
+from synthloom.preference.types import RANKINGS_FILE, PromptResponses
 from synthloom.records import Record, stable_id
 from synthloom.runner import RunContext
 from synthloom.tasks.base import Task, Unit, provenance

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from synthloom import templates
 from synthloom.errors import UserError
 from synthloom.llm.engine import CallFailed, CallResult
-from synthloom.preference.dataset import prompt_key, response_letter
+from synthloom.preference.types import prompt_key, response_letter
 from synthloom.quality.dedup import normalize
 from synthloom.records import Record, Turn, stable_id
 from synthloom.runner import RunContext

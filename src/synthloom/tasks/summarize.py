@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from synthloom import templates
 from synthloom.errors import UserError
-from synthloom.preference.dataset import response_letter
+from synthloom.preference.types import response_letter
 from synthloom.records import Record, Turn, stable_id
 from synthloom.runner import RunContext
 from synthloom.sources import DOC_SUFFIXES, find_documents, read_inputs, read_text
