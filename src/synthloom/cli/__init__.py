@@ -23,6 +23,7 @@ OTHER_COMMANDS = {
     "run": "synthloom.cli.run:run",
     "show": "synthloom.cli.show:show",
     "review": "synthloom.cli.review:review",
+    "serve": "synthloom.cli.serve:serve",
 }
 # In --help: the tasks (generating first, then preference), then the model-free steps, then
 # the other commands; a name not listed here follows the listed ones of its kind.

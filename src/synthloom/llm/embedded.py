@@ -10,7 +10,11 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import os
+import signal
+import socket
+import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -81,8 +85,22 @@ def prompt_too_long(messages: Any, context_tokens: int) -> str | None:
     )
 
 
+def server_params(xllamacpp: Any, path: Path, slots: int, ctx_per_slot: int, threads: int) -> Any:
+    """llama.cpp server parameters: `slots` parallel sequences of `ctx_per_slot` tokens each."""
+    params = xllamacpp.CommonParams()
+    params.model.path = str(path)
+    params.n_parallel = slots
+    params.n_ctx = ctx_per_slot * slots
+    # Default: one thread per core. `threads` lets a user leave cores to other work.
+    params.cpuparams.n_threads = threads
+    params.cpuparams_batch.n_threads = threads
+    params.verbosity = -1
+    return params
+
+
 class EmbeddedBackend(Backend):
     kind = "embedded"
+    structured_mode = "json_schema"  # llama.cpp's grammar: nothing to negotiate
 
     def __init__(
         self,
@@ -115,18 +133,12 @@ class EmbeddedBackend(Backend):
             "path": str(self.path),
             "slots": self.slots,
             "threads": self.threads,
+            "structured_output": self.structured_mode,
         }
 
     async def start(self) -> None:
         xllamacpp = load_xllamacpp()
-        params = xllamacpp.CommonParams()
-        params.model.path = str(self.path)
-        params.n_parallel = self.slots
-        params.n_ctx = self.ctx_per_slot * self.slots
-        # Default: one thread per core. `threads` lets a user leave cores to other work.
-        params.cpuparams.n_threads = self.threads
-        params.cpuparams_batch.n_threads = self.threads
-        params.verbosity = -1
+        params = server_params(xllamacpp, self.path, self.slots, self.ctx_per_slot, self.threads)
         loop = asyncio.get_running_loop()
         self._pool = ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="llama-slot")
         try:
@@ -166,3 +178,63 @@ class EmbeddedBackend(Backend):
             created=float(data.get("created") or time.time()),
             logprobs=token_logprobs(choice),
         )
+
+
+def serve(
+    model_path: str | None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    slots: int = 4,
+    ctx_per_slot: int = 2048,
+    threads: int | None = None,
+    api_key: str | None = None,
+    ready: Callable[[str], None] = print,
+) -> None:
+    """Serve the model over HTTP with llama.cpp's own OpenAI-compatible server (xllamacpp
+    listens on the port itself: /v1/chat/completions, /v1/completions, /v1/embeddings,
+    /v1/models, /health) until SIGINT or SIGTERM. `ready` gets the base URL once it listens.
+    The model is reported under its file name."""
+    path = Path(model_path) if model_path else default_model_path()
+    if not path.is_file():
+        raise UserError(f"model file not found: {path} (pass --model PATH.gguf)")
+    if port and not _port_free(host, port):
+        raise UserError(
+            f"cannot listen on {host}:{port}: the port is in use; choose another with --port"
+            " (0 picks a free one)"
+        )
+    xllamacpp = load_xllamacpp()
+    params = server_params(
+        xllamacpp, path, max(1, slots), ctx_per_slot, threads or os.cpu_count() or 2
+    )
+    params.hostnames = [host]
+    params.port = port
+    params.model_alias = {path.name}
+    if api_key:
+        params.api_keys = [api_key]
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        server = xllamacpp.Server(params)
+    except Exception as exc:  # a corrupt or non-GGUF file, or a host it cannot bind
+        raise UserError(f"cannot serve {path} on {host}:{port}: {exc}") from None
+    try:
+        address = str(server.listening_address or "")
+        if not address:
+            raise UserError(f"llama.cpp did not start listening on {host}:{port}")
+        ready(f"{address}/v1")
+        while not stop.wait(0.5):
+            pass
+    finally:
+        del server
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
