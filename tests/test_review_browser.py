@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -289,4 +288,3 @@ def test_screenshots_are_in_the_docs() -> None:
         assert (DOCS / name).stat().st_size > 10_000
     readme = (DOCS.parent / "README.md").read_text()
     assert "docs/review-screen.png" in readme and "docs/ranking-screen.png" in readme
-    shutil.which("chromium")
