@@ -183,8 +183,9 @@ def options_for(
             help_text = f"{help_text} [{'; '.join(notes)}]".strip()
         choices = _literal_values(info.annotation)
         kwargs: dict[str, Any] = {"help": help_text, "default": None}
-        if cli_required:
+        if cli_required:  # no default at all: click >= 8.3 counts default=None as given
             kwargs["required"] = True
+            del kwargs["default"]
         if kind == "bool":
             negative = extra.get("negative") or "--no-" + long.removeprefix("--")
             default = None if prefix or info.is_required() else info.get_default()
