@@ -168,6 +168,29 @@ def test_cli_and_recipe_refuse_the_same_out_of_range_value(
     assert str(from_cli.value).split(": ", 1)[1] in str(from_recipe.value)
 
 
+REQUIRED_ON_CLI = [
+    (name, field)
+    for name in ALL
+    for field, info in _class(name).Params.model_fields.items()
+    if _cli_fields(info) and _extra(info).get("required")
+]
+
+
+@pytest.mark.parametrize(("name", "field"), REQUIRED_ON_CLI)
+def test_an_option_required_on_the_command_line_only_is_asked_for(name: str, field: str) -> None:
+    """e.g. dedup's --out: a recipe gives the step's directory, the command line must say."""
+    fields = _class(name).Params.model_fields
+    args = [
+        a
+        for f, i in fields.items()
+        if i.is_required()
+        for a in (("in.jsonl",) if _extra(i).get("argument") else (option_name(f, i), "x"))
+    ]
+    with pytest.raises(click.MissingParameter) as missing:
+        cli.main(args=[name, *args], standalone_mode=False)
+    assert option_name(field, fields[field]) in str(missing.value.format_message())
+
+
 def test_a_name_is_a_task_or_a_step_never_both() -> None:
     assert not set(TASKS) & set(STEPS)
     assert {"dedup", "export", "pairs"} <= set(STEPS)
