@@ -266,3 +266,35 @@ def test_recipe_pairs_out_onto_its_rankings_is_refused(tmp_path: Path) -> None:
     )
     _refused(synthloom("run", str(recipe), "--check"), f"{recipe}:", "the input")
     assert rankings.read_bytes() == before
+
+
+def test_recipe_dedup_writes_its_step_directory_unless_given_out_under_out(tmp_path: Path) -> None:
+    source = _run_dir(tmp_path / "source")
+
+    def dedup_recipe(out_param: str) -> Path:
+        return _recipe(
+            tmp_path,
+            f"out: {tmp_path / 'out'}\n"
+            "steps:\n"
+            "  - name: clean\n"
+            "    task: dedup\n"
+            f"    params: {{input: {source}, field: question{out_param}}}\n"
+            "  - name: gen\n"
+            "    task: dedup\n"
+            f"    params: {{input: {source}, field: answer}}\n",
+        )
+
+    # `out` outside the recipe's output directory, or onto another step's records: refused
+    recipe = dedup_recipe(', out: "${out}/../elsewhere"')
+    _refused(synthloom("run", str(recipe), "--check"), f"{recipe}:5", "outside")
+    recipe = dedup_recipe(', out: "${out}/gen"')
+    _refused(synthloom("run", str(recipe), "--check"), f"{recipe}:5", "of step 'gen'")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "elsewhere").exists()
+    # no `out`: the step's directory
+    result = synthloom("run", str(dedup_recipe("")))
+    assert result.returncode == 0, result.stderr
+    assert len((tmp_path / "out" / "clean" / "records.jsonl").read_text().splitlines()) == 2
+    # a file under `out`
+    result = synthloom("run", str(dedup_recipe(', out: "${out}/clean.jsonl"')))
+    assert result.returncode == 0, result.stderr
+    assert len((tmp_path / "out" / "clean.jsonl").read_text().splitlines()) == 2
