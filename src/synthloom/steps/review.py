@@ -54,8 +54,7 @@ def _say(text: str) -> None:
 
 
 class Review(Step):
-    """Wait until people have reviewed the input (or a share of it), serving the review app,
-    then write the reviewed set."""
+    """Serve the review app until people have reviewed the input (or a share), then export it."""
 
     name = "review"
     command = False  # its command is `synthloom review wait`

@@ -37,8 +37,7 @@ class ReviewExportParams(BaseModel):
 
 
 class ReviewExport(Step):
-    """Write the reviewed set: approved and edited records with their review provenance, or
-    human ranking lines that `synthloom pairs` reads."""
+    """Write the reviewed set: approved/edited records, or rankings that `pairs` reads."""
 
     name = "review-export"
     command = False  # its command is `synthloom review export`
