@@ -138,7 +138,7 @@ def test_the_wait_for_a_slot_is_bounded_but_a_stated_pause_does_not_count() -> N
         except SlotTimeout:
             timed_out = True
         lim.release(ok=True)
-        assert lim.in_flight == 0 and not lim._waiters or all(w.fut.done() for w in lim._waiters)
+        assert lim.in_flight == 0  # the call that gave up holds no slot
         # A 0.3 s pause from the server, a 0.05 s bound: the call waits out the pause.
         lim.pause(0.3, sent_at=time.monotonic())
         start = time.monotonic()
@@ -160,7 +160,7 @@ def test_timed_out_wait_for_a_slot_is_retried_then_reported(tmp_path: Path) -> N
             backend = OpenAIBackend(server.base_url, "stub", api_key_env=None)
             await backend.start()
             engine = Engine(
-                backend, cache, concurrency=1, timeout=2.0, max_retries=0, backoff_base=0.01
+                backend, cache, concurrency=1, timeout=1.5, max_retries=0, backoff_base=0.01
             )
             results = await asyncio.gather(
                 *(engine.complete([{"role": "user", "content": f"q{i}"}]) for i in range(4)),
@@ -172,7 +172,7 @@ def test_timed_out_wait_for_a_slot_is_retried_then_reported(tmp_path: Path) -> N
 
         results = asyncio.run(go())
     causes = [getattr(r, "cause", "ok") for r in results]
-    assert causes[:2] == ["ok", "ok"]  # answered within 2 s of queueing
+    assert causes[:2] == ["ok", "ok"]  # the second got its slot after 1 s of the 1.5 allowed
     assert causes[2:] == ["timeout", "timeout"]  # would have waited 2 s and more
 
 
