@@ -6,7 +6,7 @@ import asyncio
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,32 +19,14 @@ from rich.text import Text
 from synthloom.errors import BackendFatal, RunFailed, is_path_error, path_error
 from synthloom.llm.base import Backend
 from synthloom.llm.cache import ResponseCache
-from synthloom.llm.engine import CallFailed, Engine, Sampling
-from synthloom.records import Record
+from synthloom.llm.engine import Engine, Sampling
 from synthloom.runs import RunDir
 from synthloom.settings import ModelSettings, cache_path
-from synthloom.tasks.base import Task, Unit
+from synthloom.tasks.base import RunContext, Task
 from synthloom.terminal import visible
 
 T = TypeVar("T")
 console = Console(stderr=True)
-DETAIL_CHARS = 300  # longest detail (or other text) in a failures.jsonl line
-
-
-def clip(text: str, limit: int = DETAIL_CHARS) -> str:
-    """`text` cut to `limit` characters for a failure line, the cut marked with "..."."""
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-class Eliminated(CallFailed):
-    """Raised by a task for a unit whose answer a quality rule rejected. The unit fails like a
-    failed call: counted as failed, and a failures.jsonl line with cause `eliminated:<rule>`,
-    the rejected text (clipped) as detail, and the `extra` fields."""
-
-    def __init__(self, rule: str, text: str = "", **extra: Any) -> None:
-        super().__init__(f"eliminated:{rule}", clip(text))
-        self.rule = rule
-        self.extra = extra
 
 
 def make_backend(s: ModelSettings) -> Backend:
@@ -78,86 +60,6 @@ def make_engine(s: ModelSettings, backend: Backend, cache: ResponseCache) -> Eng
         backoff_base=s.retry_backoff,
         structured_output=s.structured_output,
     )
-
-
-@dataclass
-class RunContext:
-    engines: dict[str, Engine]
-    run: RunDir
-    progress: Progress | None
-    counters: Counter[str] = field(default_factory=Counter)
-    warnings: list[str] = field(default_factory=list)
-    _bar: Any = None
-
-    @property
-    def engine(self) -> Engine:
-        return self.engines.get("default") or next(iter(self.engines.values()))
-
-    def emit(self, record: Record) -> None:
-        self.run.add(record)
-        self.counters[f"records_{record.status}"] += 1
-
-    def count(self, name: str, n: int = 1) -> None:
-        """Count something the summary should show (e.g. a filter's removals)."""
-        self.counters[name] += n
-
-    def fail(self, key: str, cause: str, detail: str = "", **extra: Any) -> None:
-        """A failures.jsonl line for something that made no record, e.g. an item a rule
-        eliminated (cause `eliminated:<rule>`, the rejected text as detail, clipped). `key` is
-        a unit id, or `<unit id>#<item>:<n>` for one of several items of a unit. A whole unit
-        that fails raises (CallFailed, Eliminated) instead, so it is counted as failed."""
-        self.run.fail(key, cause, clip(detail), **extra)
-
-    def warn(self, message: str) -> None:
-        """Something wrong with the result the user must read: printed under the summary and
-        kept in the manifest (`summary.warnings`)."""
-        self.warnings.append(message)
-
-    def set_total(self, total: int | None, description: str | None = None) -> None:
-        if self.progress is not None and self._bar is not None:
-            self.progress.update(self._bar, total=total, completed=0, description=description or "")
-
-    async def for_each(
-        self, units: Iterable[Unit], fn: Callable[[Unit], Awaitable[list[Record]]]
-    ) -> None:
-        """Run `fn` on every unit; records are written as each unit finishes."""
-
-        async def handle(unit: Unit) -> None:
-            for record in await fn(unit):
-                self.emit(record)
-
-        await self._run(units, handle)
-
-    async def gather(self, units: list[Unit], fn: Callable[[Unit], Awaitable[T]]) -> list[T | None]:
-        """Run `fn` on every unit; results in unit order, None where the unit failed."""
-        results: list[T | None] = [None] * len(units)
-        index = {u.id: i for i, u in enumerate(units)}
-
-        async def handle(unit: Unit) -> None:
-            results[index[unit.id]] = await fn(unit)
-
-        await self._run(units, handle)
-        return results
-
-    async def _run(self, units: Iterable[Unit], handle: Callable[[Unit], Awaitable[None]]) -> None:
-        it = iter(units)
-        workers = max(e.limiter.maximum for e in self.engines.values()) * 2
-
-        async def worker() -> None:
-            for unit in it:
-                try:
-                    await handle(unit)
-                    self.counters["units_ok"] += 1
-                except CallFailed as exc:
-                    extra = exc.extra if isinstance(exc, Eliminated) else {}
-                    self.run.fail(unit.id, exc.cause, exc.detail, **extra)
-                    self.counters["units_failed"] += 1
-                if self.progress is not None and self._bar is not None:
-                    self.progress.advance(self._bar)
-
-        async with asyncio.TaskGroup() as group:
-            for _ in range(workers):
-                group.create_task(worker())
 
 
 @dataclass
@@ -341,13 +243,13 @@ async def _execute(
     started = time.monotonic()
     engines = {role: make_engine(models[role], b, cache) for role, b in backends.items()}
     progress = _progress() if show_progress else None
-    ctx = RunContext(engines, run, progress)
+    bar = _Bar(progress, task.name, task.total()) if progress is not None else None
+    ctx = RunContext(engines, run, bar)
     status = "failed"
     fatal = False
     try:
         if progress is not None:
             progress.start()
-            ctx._bar = progress.add_task(task.name, total=task.total())
         try:
             await task.execute(ctx)
         except* BackendFatal as group:
@@ -381,6 +283,20 @@ async def _execute(
             f" see {run.path / 'failures.jsonl'}"
         )
     return summary
+
+
+class _Bar:
+    """The run's rich progress bar, as a task's context sees it."""
+
+    def __init__(self, progress: Progress, name: str, total: int | None) -> None:
+        self.progress = progress
+        self.bar = progress.add_task(name, total=total)
+
+    def set_total(self, total: int | None, description: str | None) -> None:
+        self.progress.update(self.bar, total=total, completed=0, description=description or "")
+
+    def advance(self) -> None:
+        self.progress.advance(self.bar)
 
 
 def _progress() -> Progress:

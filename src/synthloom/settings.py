@@ -182,7 +182,9 @@ def validation_message(exc: ValidationError) -> str:
     return f"{loc}: {msg}" if loc else msg
 
 
-def role_settings(main: ModelSettings, overrides: dict[str, Any], *, where: str = "") -> ModelSettings:
+def role_settings(
+    main: ModelSettings, overrides: dict[str, Any], *, where: str = ""
+) -> ModelSettings:
     """The settings of another model role (a judge, a student): the main model's, with
     `overrides`. A base URL alone means an OpenAI-compatible endpoint; on another backend the
     main model's name means nothing, so it is not inherited."""

@@ -17,9 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from synthloom import templates
 from synthloom.errors import UserError
 from synthloom.records import Record, Turn, stable_id
-from synthloom.runner import RunContext
 from synthloom.sources import read_inputs, read_text
-from synthloom.tasks.base import Task, Unit, provenance
+from synthloom.tasks.base import RunContext, Task, Unit, provenance
 
 DEFAULT_AUDIENCES = (
     "a 5-year-old",

@@ -44,9 +44,8 @@ from synthloom.llm.engine import CallResult, Engine
 from synthloom.quality.dedup import is_near_copy, near_copy_score, normalize
 from synthloom.quality.label_classifier import NaiveBayes
 from synthloom.records import Record, human_record, stable_id
-from synthloom.runner import RunContext
 from synthloom.sources import read_inputs
-from synthloom.tasks.base import Task, Unit, provenance
+from synthloom.tasks.base import RunContext, Task, Unit, provenance
 
 StyleName = Literal["paraphrase", "formal", "casual", "shorter", "longer"]
 Fidelity = Literal["model", "judge", "classifier", "none"]
@@ -549,9 +548,7 @@ class AugmentTask(Task):
         job: Job = unit.payload
         ctx.count(f"dropped_{cause}")
         self.lost[job.example.label][cause] += 1
-        ctx.run.fail(
-            unit.id, cause, detail, text=text, original=job.example.record_id, style=job.style
-        )
+        ctx.fail(unit.id, cause, detail, text=text, original=job.example.record_id, style=job.style)
 
     def _record(
         self,

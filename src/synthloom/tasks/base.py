@@ -17,26 +17,50 @@ A task is one class in one module of `synthloom.tasks` (plus its prompt, a Jinja
 and implements `execute(ctx)`, usually `await ctx.for_each(self.units(), self.unit)`. The
 base builds record ids, provenance and records (`record()`), the run identity (`config()`),
 and resolves the models a run needs (`models()`). Tasks import nothing above this floor:
-the run context they get (`synthloom.context.RunContext`) offers `fail`, `count`, `warn`,
+the run context they get (`RunContext`, here) offers `fail`, `count`, `warn`,
 `write_artifact` and the ids already written; nothing reaches into the run directory.
 """
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from pydantic import BaseModel
 
 from synthloom.errors import UserError
+from synthloom.llm.engine import CallFailed, Engine
+from synthloom.outputs import write_atomic
 from synthloom.records import Provenance, Record, Turn, stable_id
+from synthloom.runs import RunDir
 from synthloom.templates import Template
 
 if TYPE_CHECKING:
-    from synthloom.llm.engine import CallResult, Engine
+    from synthloom.llm.engine import CallResult
     from synthloom.settings import ModelSettings
+
+T = TypeVar("T")
+DETAIL_CHARS = 300  # longest detail (or other text) in a failures.jsonl line
+
+
+def clip(text: str, limit: int = DETAIL_CHARS) -> str:
+    """`text` cut to `limit` characters for a failure line, the cut marked with "..."."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class Eliminated(CallFailed):
+    """Raised by a task for a unit whose answer a quality rule rejected. The unit fails like a
+    failed call: counted as failed, and a failures.jsonl line with cause `eliminated:<rule>`,
+    the rejected text (clipped) as detail, and the `extra` fields."""
+
+    def __init__(self, rule: str, text: str = "", **extra: Any) -> None:
+        super().__init__(f"eliminated:{rule}", clip(text))
+        self.rule = rule
+        self.extra = extra
 
 
 @dataclass(frozen=True)
@@ -45,6 +69,107 @@ class Unit:
 
     id: str
     payload: Any
+
+
+class ProgressBar(Protocol):
+    """Where a run shows its progress (the runner's rich bar; nothing in tests or the API)."""
+
+    def set_total(self, total: int | None, description: str | None) -> None: ...
+
+    def advance(self) -> None: ...
+
+
+@dataclass
+class RunContext:
+    """What a task gets to do its work: the engines of its model roles, and the run's
+    records, counters, failures, warnings and artifacts. Files are the runner's business."""
+
+    engines: dict[str, Engine]
+    run: RunDir
+    progress: ProgressBar | None = None
+    counters: Counter[str] = field(default_factory=Counter)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def engine(self) -> Engine:
+        return self.engines.get("default") or next(iter(self.engines.values()))
+
+    @property
+    def existing(self) -> set[str]:
+        """Ids of the records already in the run (written by an earlier run or this one)."""
+        return self.run.existing
+
+    def emit(self, record: Record) -> None:
+        self.run.add(record)
+        self.counters[f"records_{record.status}"] += 1
+
+    def count(self, name: str, n: int = 1) -> None:
+        """Count something the summary should show (e.g. a filter's removals)."""
+        self.counters[name] += n
+
+    def fail(self, key: str, cause: str, detail: str = "", **extra: Any) -> None:
+        """A failures.jsonl line for something that made no record, e.g. an item a rule
+        eliminated (cause `eliminated:<rule>`, the rejected text as detail, clipped). `key` is
+        a unit id, or `<unit id>#<item>:<n>` for one of several items of a unit. A whole unit
+        that fails raises (CallFailed, Eliminated) instead, so it is counted as failed."""
+        self.run.fail(key, cause, clip(detail), **extra)
+
+    def warn(self, message: str) -> None:
+        """Something wrong with the result the user must read: printed under the summary and
+        kept in the manifest (`summary.warnings`)."""
+        self.warnings.append(message)
+
+    def write_artifact(self, name: str, text: str) -> None:
+        """A file beside the run's records (e.g. judge's rankings.jsonl), written atomically."""
+        if "/" in name or name.startswith(".") or name in ("records.jsonl", "failures.jsonl"):
+            raise ValueError(f"not an artifact name: {name!r}")
+        write_atomic(self.run.path / name, text)
+
+    def set_total(self, total: int | None, description: str | None = None) -> None:
+        if self.progress is not None:
+            self.progress.set_total(total, description)
+
+    async def for_each(
+        self, units: Iterable[Unit], fn: Callable[[Unit], Awaitable[list[Record]]]
+    ) -> None:
+        """Run `fn` on every unit; records are written as each unit finishes."""
+
+        async def handle(unit: Unit) -> None:
+            for record in await fn(unit):
+                self.emit(record)
+
+        await self._run(units, handle)
+
+    async def gather(self, units: list[Unit], fn: Callable[[Unit], Awaitable[T]]) -> list[T | None]:
+        """Run `fn` on every unit; results in unit order, None where the unit failed."""
+        results: list[T | None] = [None] * len(units)
+        index = {u.id: i for i, u in enumerate(units)}
+
+        async def handle(unit: Unit) -> None:
+            results[index[unit.id]] = await fn(unit)
+
+        await self._run(units, handle)
+        return results
+
+    async def _run(self, units: Iterable[Unit], handle: Callable[[Unit], Awaitable[None]]) -> None:
+        it = iter(units)
+        workers = max(e.limiter.maximum for e in self.engines.values()) * 2
+
+        async def worker() -> None:
+            for unit in it:
+                try:
+                    await handle(unit)
+                    self.counters["units_ok"] += 1
+                except CallFailed as exc:
+                    extra = exc.extra if isinstance(exc, Eliminated) else {}
+                    self.run.fail(unit.id, exc.cause, exc.detail, **extra)
+                    self.counters["units_failed"] += 1
+                if self.progress is not None:
+                    self.progress.advance()
+
+        async with asyncio.TaskGroup() as group:
+            for _ in range(workers):
+                group.create_task(worker())
 
 
 class Task(ABC):
@@ -156,7 +281,7 @@ class Task(ABC):
         return []
 
     @abstractmethod
-    async def execute(self, ctx: Any) -> None:
+    async def execute(self, ctx: RunContext) -> None:
         """Do the work, emitting records through `ctx`."""
 
 

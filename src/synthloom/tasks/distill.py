@@ -19,9 +19,8 @@ from synthloom.errors import BackendFatal, UserError
 from synthloom.llm.engine import CallFailed, CallResult
 from synthloom.quality.rouge import rouge_l_f1
 from synthloom.records import Record, Turn, stable_id
-from synthloom.runner import RunContext
 from synthloom.sources import InputRow, read_inputs
-from synthloom.tasks.base import Task, Unit, provenance
+from synthloom.tasks.base import RunContext, Task, Unit, provenance
 
 
 class DistillParams(BaseModel):
@@ -131,7 +130,7 @@ class DistillTask(Task):
                 ).to_dict()
                 # a rerun after a failed student call: point at the flagged record it replaces
                 flagged = stable_id(self.name, unit.id, result.key, None)
-                if flagged in ctx.run.existing:
+                if flagged in ctx.existing:
                     notes["supersedes"] = flagged
         parents = (row.record_id,) if row.record_id else ()
         record = self.record(

@@ -26,10 +26,9 @@ from synthloom import templates
 from synthloom.errors import UserError
 from synthloom.llm.engine import Engine
 from synthloom.quality.evol_rules import OPERATIONS, build_prompt, check_evolution
-from synthloom.records import Record, stable_id
-from synthloom.runner import Eliminated, RunContext, clip
+from synthloom.records import Record, Turn, stable_id
 from synthloom.sources import read_inputs
-from synthloom.tasks.base import Task, Unit, provenance
+from synthloom.tasks.base import Eliminated, RunContext, Task, Unit, clip, provenance
 from synthloom.tasks.self_instruct import DEFAULT_SEEDS
 
 
@@ -65,6 +64,10 @@ class EvolTask(Task):
     name = "evol"
     Params = EvolParams
     sampling = {"max_tokens": 512}
+
+    @staticmethod
+    def turns(data: dict[str, Any]) -> list[Turn]:
+        return [Turn(data["instruction"], data["response"], data.get("system"))]
 
     def __init__(self, params: EvolParams) -> None:
         self.params = params

@@ -13,6 +13,7 @@ atomically) in the rankings-store format of `synthloom.preference.store`.
 
 from __future__ import annotations
 
+import json
 import re
 from itertools import combinations
 from pathlib import Path
@@ -24,11 +25,10 @@ from synthloom import templates
 from synthloom.llm.engine import CallFailed, CallResult
 from synthloom.preference.judge_reconcile import judge_pair, mean_aspect_score, scores_from_pairwise
 from synthloom.preference.rankings import Ranking
-from synthloom.preference.store import load_responses, write_rankings
+from synthloom.preference.store import load_responses, ranking_row
 from synthloom.preference.types import RANKINGS_FILE, PromptResponses
 from synthloom.records import Record, stable_id
-from synthloom.runner import RunContext
-from synthloom.tasks.base import Task, Unit, provenance
+from synthloom.tasks.base import RunContext, Task, Unit, provenance
 from synthloom.tasks.responses import settle
 
 ASPECTS: dict[str, str] = {
@@ -121,7 +121,8 @@ class JudgeTask(Task):
         judge = self._rate if self.params.mode == "rate" else self._pairwise
         await ctx.for_each(units, lambda unit: judge(ctx, unit))
         done = [self.rankings[g.prompt_id] for g in self.groups if g.prompt_id in self.rankings]
-        write_rankings(done, ctx.run.path / RANKINGS_FILE)
+        rows = (json.dumps(ranking_row(r), ensure_ascii=False, default=str) + "\n" for r in done)
+        ctx.write_artifact(RANKINGS_FILE, "".join(rows))
 
     def _finish(self, ctx: RunContext, ranking: Ranking, tied_pairs: int) -> None:
         self.rankings[ranking.prompt_id] = ranking
@@ -173,7 +174,7 @@ class JudgeTask(Task):
                 cause.cause, f"{len(failed)} of {len(ids)} ratings failed: {cause.detail}"
             )
         for rid, exc in failed:
-            ctx.run.fail(f"{unit.id}#{rid}", exc.cause, exc.detail)
+            ctx.fail(f"{unit.id}#{rid}", exc.cause, exc.detail)
         annotator = self._annotator(ctx)
         records: list[Record] = []
         scores: dict[str, float] = {}

@@ -10,9 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from synthloom import templates
 from synthloom.quality.dedup import normalize
 from synthloom.records import Record, Turn, stable_id
-from synthloom.runner import RunContext
 from synthloom.sources import Chunk, load_documents
-from synthloom.tasks.base import Task, Unit, provenance
+from synthloom.tasks.base import RunContext, Task, Unit, provenance
 
 # Angles vary the prompt between samples so that n pairs cover the topic, not one question n times.
 ANGLES = (

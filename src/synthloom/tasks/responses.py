@@ -25,9 +25,8 @@ from synthloom.llm.engine import CallFailed, CallResult
 from synthloom.preference.types import prompt_key, response_letter
 from synthloom.quality.dedup import normalize
 from synthloom.records import Record, Turn, stable_id
-from synthloom.runner import RunContext
 from synthloom.sources import read_inputs
-from synthloom.tasks.base import Task, Unit, provenance
+from synthloom.tasks.base import RunContext, Task, Unit, provenance
 
 T = TypeVar("T")
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -309,7 +308,7 @@ class ResponsesTask(Task):
             _, cause, detail = failures[0]
             raise CallFailed(cause, f"all {len(self.slots)} responses failed; first: {detail}")
         for where, cause, detail in failures:
-            ctx.run.fail(where, cause, detail)
+            ctx.fail(where, cause, detail)
         ctx.count("responses", len(records))
         if len(records) < 2:
             ctx.count("prompts_with_fewer_than_2_responses")

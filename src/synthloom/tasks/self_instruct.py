@@ -39,10 +39,9 @@ from synthloom.quality.self_instruct_filters import (
     parse_instruction_list,
     screen_instances,
 )
-from synthloom.records import Record, stable_id
-from synthloom.runner import Eliminated, RunContext, clip
+from synthloom.records import Record, Turn, stable_id
 from synthloom.sources import read_inputs
-from synthloom.tasks.base import Task, Unit, provenance
+from synthloom.tasks.base import Eliminated, RunContext, Task, Unit, clip, provenance
 
 DEFAULT_SEEDS = Path(__file__).resolve().parent.parent / "data" / "seed_tasks.jsonl"
 EXAMPLES = 8  # example instructions per generation prompt
@@ -148,6 +147,14 @@ class SelfInstructTask(Task):
     name = "self-instruct"
     Params = SelfInstructParams
     sampling = {"max_tokens": 512}
+
+    @staticmethod
+    def turns(data: dict[str, Any]) -> list[Turn]:
+        """One turn per kept instance; Alpaca keeps the instance's input apart."""
+        return [
+            Turn(data["instruction"], inst["output"], None, inst.get("input") or "")
+            for inst in data.get("instances") or []
+        ]
 
     def __init__(self, params: SelfInstructParams) -> None:
         self.params = params

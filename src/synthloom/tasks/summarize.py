@@ -23,9 +23,8 @@ from synthloom import templates
 from synthloom.errors import UserError
 from synthloom.preference.types import response_letter
 from synthloom.records import Record, Turn, stable_id
-from synthloom.runner import RunContext
 from synthloom.sources import DOC_SUFFIXES, find_documents, read_inputs, read_text
-from synthloom.tasks.base import Task, Unit, provenance
+from synthloom.tasks.base import RunContext, Task, Unit, provenance
 
 STYLE_HINTS = {
     "neutral": "neutral and factual",
@@ -60,9 +59,7 @@ class SummarizeParams(BaseModel):
         min_length=1,
         description=f"styles ({', '.join(STYLE_HINTS)}, or your own words)",
     )
-    max_chars: int = Field(
-        6000, ge=200, description="longer articles are truncated (and counted)"
-    )
+    max_chars: int = Field(6000, ge=200, description="longer articles are truncated (and counted)")
 
 
 @dataclass(frozen=True)
