@@ -252,3 +252,24 @@ def test_provenance_names_the_model_that_answered(tmp_path: Path) -> None:
     for record in _records(tmp_path / "same"):
         assert record["provenance"]["model"] == "asked-model"
         assert "model_requested" not in record["provenance"]
+
+
+def test_a_prompt_too_long_for_the_context_on_the_first_call_fails_only_its_unit(
+    tmp_path: Path,
+) -> None:
+    """The first answer of a run being a 400 'maximum context length' is about that prompt,
+    not the server: that unit fails, the rest of the run goes on."""
+
+    def failer(body: dict[str, Any]) -> tuple[int, str] | None:
+        if body["messages"][-1]["content"].startswith("too long"):
+            return 400, "This model's maximum context length is 8 tokens"
+        return None
+
+    with StubServer(failer=failer) as server:
+        results = asyncio.run(
+            _ask(server.base_url, tmp_path / "c.sqlite", ["too long " * 50, "fine", "ok too"])
+        )
+    first, *rest = results
+    assert isinstance(first, CallFailed) and not isinstance(first, BackendFatal)
+    assert "maximum context length" in first.detail
+    assert all(not isinstance(r, Exception) for r in rest)

@@ -57,6 +57,7 @@ class CallError(Exception):
         overload: bool = False,
         retry_after: float | None = None,
         fatal: bool = False,
+        input_specific: bool = False,
         status: int | None = None,
     ) -> None:
         super().__init__(f"{cause}: {detail}" if detail else cause)
@@ -66,6 +67,9 @@ class CallError(Exception):
         self.overload = overload  # the server says it is overloaded: lower concurrency
         self.retry_after = retry_after
         self.fatal = fatal  # every call will fail the same way (bad key, unknown model)
+        # this call's input is the problem (a prompt over the context), not the server or the
+        # request's shape: it fails its own unit and never stops the run
+        self.input_specific = input_specific
         self.status = status  # the HTTP status, if the server answered
 
 

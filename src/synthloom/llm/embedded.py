@@ -156,7 +156,7 @@ class EmbeddedBackend(Backend):
         assert self._server is not None and self._pool is not None, "backend not started"
         too_long = prompt_too_long(body.get("messages"), self.ctx_per_slot)
         if too_long:
-            raise CallError("too_long", too_long, retryable=False)
+            raise CallError("too_long", too_long, retryable=False, input_specific=True)
         loop = asyncio.get_running_loop()
         call = loop.run_in_executor(self._pool, self._server.handle_chat_completions, body)
         try:

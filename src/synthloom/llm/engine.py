@@ -339,7 +339,7 @@ class Engine:
                 permanent = self._permanent(err)
                 if negotiating and (permanent or _refuses_format(err)):
                     raise _Refused(err) from None
-                if permanent and not self._answered:
+                if permanent and not self._answered and not err.input_specific:
                     # The first calls of the run fail for good, so every call will: stop now,
                     # with the server's own words.
                     self._fatal = _fatal_message(self.backend, err)

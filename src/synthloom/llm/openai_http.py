@@ -234,7 +234,14 @@ def _status_error(
         overload=status in _OVERLOAD,
         retry_after=wait,
         status=status,
+        input_specific=status in (400, 413, 422) and _too_long(message),
     )
+
+
+def _too_long(message: str) -> bool:
+    """The server's words say this request's prompt is too long for the model's context."""
+    text = message.lower()
+    return "context" in text and any(w in text for w in ("length", "maximum", "exceed", "long"))
 
 
 def _error_message(raw: bytes) -> str:
