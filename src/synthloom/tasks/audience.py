@@ -16,9 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from synthloom import templates
 from synthloom.errors import UserError
-from synthloom.records import Record, Turn, stable_id
+from synthloom.records import Record, Turn
 from synthloom.sources import read_inputs, read_text
-from synthloom.tasks.base import RunContext, Task, Unit, provenance
+from synthloom.tasks.base import RunContext, Task, Unit
 
 DEFAULT_AUDIENCES = (
     "a 5-year-old",
@@ -185,17 +185,13 @@ class AudienceTask(Task):
         if subject.given is not None:
             data["base_instruction"] = subject.given
             data["source"] = subject.source
-        return [
-            Record(
-                id=stable_id(self.name, unit.id, result.key),
-                task=self.name,
-                data=data,
-                provenance=provenance(
-                    engine,
-                    template,
-                    [result],
-                    parents=(subject.parent,) if subject.parent else (),
-                    max_tokens=self.sampling["max_tokens"],
-                ),
-            )
-        ]
+        record = self.record(
+            (unit.id, result.key),
+            data,
+            engine=engine,
+            template=template,
+            results=[result],
+            parents=(subject.parent,) if subject.parent else (),
+            max_tokens=self.sampling["max_tokens"],
+        )
+        return [record]

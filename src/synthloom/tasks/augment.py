@@ -43,9 +43,9 @@ from synthloom.errors import UserError
 from synthloom.llm.engine import CallResult, Engine
 from synthloom.quality.dedup import is_near_copy, near_copy_score, normalize
 from synthloom.quality.label_classifier import NaiveBayes
-from synthloom.records import Record, human_record, stable_id
+from synthloom.records import Record, human_record
 from synthloom.sources import read_inputs
-from synthloom.tasks.base import RunContext, Task, Unit, provenance
+from synthloom.tasks.base import RunContext, Task, Unit
 
 StyleName = Literal["paraphrase", "formal", "casual", "shorter", "longer"]
 Fidelity = Literal["model", "judge", "classifier", "none"]
@@ -568,24 +568,22 @@ class AugmentTask(Task):
             judge = ctx.engines["judge"].backend
             notes["fidelity"]["judge"] = {"backend": judge.kind, "model": judge.model}
             notes["fidelity"]["call_keys"] = [k for r in verdict.results for k in r.keys]
-        record = Record(
-            id=stable_id(self.name, unit.id, answer.key),
-            task=self.name,
-            data={
-                "text": answer.value,
-                "label": example.value,
-                "original_text": example.text,
-                "style": job.style,
-            },
-            provenance=provenance(
-                ctx.engine,
-                templates.load("augment_variation"),
-                results,
-                parents=(example.record_id,),
-                **self.sampling,
-                temperature=VARY_TEMPERATURE,
-            ),
+        data = {
+            "text": answer.value,
+            "label": example.value,
+            "original_text": example.text,
+            "style": job.style,
+        }
+        record = self.record(
+            (unit.id, answer.key),
+            data,
+            engine=ctx.engine,
+            template=templates.load("augment_variation"),
+            results=results,
+            parents=(example.record_id,),
             notes=notes,
+            **self.sampling,
+            temperature=VARY_TEMPERATURE,
         )
         if drift:
             record.status = "flagged"

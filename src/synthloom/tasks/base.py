@@ -264,15 +264,21 @@ class Task(ABC):
         template: Template,
         results: list[CallResult[Any]],
         parents: tuple[str, ...] = (),
+        notes: dict[str, Any] | None = None,
+        status: str = "ok",
         **sampling: Any,
     ) -> Record:
-        """A record of this task: id from `id_parts` (stable across reruns), provenance from
-        the calls that made it."""
+        """A record of this task: id `stable_id(name, *id_parts)` (stable across reruns: the
+        parts are what makes this record, in a fixed order), provenance from the calls that
+        made it (`sampling`: the sampling options they were asked with), `status` "ok" or
+        "flagged" (with the reason in `notes`)."""
         return Record(
             id=stable_id(self.name, *id_parts),
             task=self.name,
             data=data,
             provenance=provenance(engine, template, results, parents=parents, **sampling),
+            status=status,
+            notes=dict(notes or {}),
         )
 
     @staticmethod

@@ -140,7 +140,8 @@ class DistillTask(Task):
             template=template,
             results=[result],
             parents=parents,
+            notes=notes,
+            status=status,
             **self.sampling,
         )
-        record.status, record.notes = status, notes
         return [record]

@@ -26,9 +26,9 @@ from synthloom import templates
 from synthloom.errors import UserError
 from synthloom.llm.engine import Engine
 from synthloom.quality.evol_rules import OPERATIONS, build_prompt, check_evolution
-from synthloom.records import Record, Turn, stable_id
+from synthloom.records import Record, Turn
 from synthloom.sources import read_inputs
-from synthloom.tasks.base import Eliminated, RunContext, Task, Unit, clip, provenance
+from synthloom.tasks.base import Eliminated, RunContext, Task, Unit, clip
 from synthloom.tasks.self_instruct import DEFAULT_SEEDS
 
 
@@ -127,22 +127,20 @@ class EvolTask(Task):
             raise Eliminated(
                 reason, answer.value, operation=operation, instruction=clip(instruction)
             )
-        return Record(
-            id=stable_id(self.name, unit.id, entry.instruction, answer.key),
-            task=self.name,
-            data={
-                "instruction": instruction,
-                "response": answer.value,
-                "operation": operation,
-                "round": rnd,
-                "original_instruction": entry.instruction,
-            },
-            provenance=provenance(
-                engine,
-                rewrite,
-                [evolved, answer],
-                parents=(entry.record_id,) if entry.record_id else (),
-                **self._sampling(),
-            ),
+        data = {
+            "instruction": instruction,
+            "response": answer.value,
+            "operation": operation,
+            "round": rnd,
+            "original_instruction": entry.instruction,
+        }
+        return self.record(
+            (unit.id, entry.instruction, answer.key),
+            data,
+            engine=engine,
+            template=rewrite,
+            results=[evolved, answer],
+            parents=(entry.record_id,) if entry.record_id else (),
             notes={"source": entry.source, "answer_template": "evol_answer"},
+            **self._sampling(),
         )

@@ -27,8 +27,8 @@ from synthloom.preference.judge_reconcile import judge_pair, mean_aspect_score, 
 from synthloom.preference.rankings import Ranking
 from synthloom.preference.store import load_responses, ranking_row
 from synthloom.preference.types import RANKINGS_FILE, PromptResponses
-from synthloom.records import Record, stable_id
-from synthloom.tasks.base import RunContext, Task, Unit, provenance
+from synthloom.records import Record
+from synthloom.tasks.base import RunContext, Task, Unit
 from synthloom.tasks.responses import settle
 
 ASPECTS: dict[str, str] = {
@@ -182,30 +182,27 @@ class JudgeTask(Task):
             ratings = {a: int(getattr(result.value, a)) for a in self.params.aspects}
             scores[rid] = mean_aspect_score(ratings)
             record_id = group.record_ids.get(rid)
-            records.append(
-                Record(
-                    id=stable_id(self.name, group.prompt_id, rid, result.key),
-                    task=self.name,
-                    data={
-                        "prompt_id": group.prompt_id,
-                        "prompt": group.prompt,
-                        "mode": "rate",
-                        "response_id": rid,
-                        "response": group.responses[rid],
-                        "ratings": ratings,
-                        "score": scores[rid],
-                        "rationale": result.value.rationale,
-                        "judge": annotator,
-                    },
-                    provenance=provenance(
-                        ctx.engine,
-                        template,
-                        [result],
-                        parents=(record_id,) if record_id else (),
-                        **self._sampling(),
-                    ),
-                )
+            data = {
+                "prompt_id": group.prompt_id,
+                "prompt": group.prompt,
+                "mode": "rate",
+                "response_id": rid,
+                "response": group.responses[rid],
+                "ratings": ratings,
+                "score": scores[rid],
+                "rationale": result.value.rationale,
+                "judge": annotator,
+            }
+            record = self.record(
+                (group.prompt_id, rid, result.key),
+                data,
+                engine=ctx.engine,
+                template=template,
+                results=[result],
+                parents=(record_id,) if record_id else (),
+                **self._sampling(),
             )
+            records.append(record)
         ctx.count("responses_rated", len(rated))
         ranking = Ranking.from_scores(
             scores, prompt_id=group.prompt_id, annotator=annotator, annotator_kind="judge"
@@ -250,30 +247,31 @@ class JudgeTask(Task):
             ctx.count("inconsistent_pairs", not outcome.consistent)
             ctx.count("tied_pairs", outcome.winner is None)
             parents = tuple(p for p in (group.record_ids.get(a), group.record_ids.get(b)) if p)
-            records.append(
-                Record(
-                    id=stable_id(self.name, group.prompt_id, a, b, ab.key, ba.key),
-                    task=self.name,
-                    data={
-                        "prompt_id": group.prompt_id,
-                        "prompt": group.prompt,
-                        "mode": "pairwise",
-                        "a_id": a,
-                        "b_id": b,
-                        "verdict_ab": ab.value.verdict,
-                        "verdict_ba": ba.value.verdict,
-                        "rationale_ab": ab.value.rationale,
-                        "rationale_ba": ba.value.rationale,
-                        "winner": outcome.winner,
-                        "consistent": outcome.consistent,
-                        "judge": annotator,
-                    },
-                    provenance=provenance(
-                        ctx.engine, template, [ab, ba], parents=parents, **self._sampling()
-                    ),
-                    notes={} if outcome.consistent else {"position_bias": True},
-                )
+            data = {
+                "prompt_id": group.prompt_id,
+                "prompt": group.prompt,
+                "mode": "pairwise",
+                "a_id": a,
+                "b_id": b,
+                "verdict_ab": ab.value.verdict,
+                "verdict_ba": ba.value.verdict,
+                "rationale_ab": ab.value.rationale,
+                "rationale_ba": ba.value.rationale,
+                "winner": outcome.winner,
+                "consistent": outcome.consistent,
+                "judge": annotator,
+            }
+            record = self.record(
+                (group.prompt_id, a, b, ab.key, ba.key),
+                data,
+                engine=ctx.engine,
+                template=template,
+                results=[ab, ba],
+                parents=parents,
+                notes={} if outcome.consistent else {"position_bias": True},
+                **self._sampling(),
             )
+            records.append(record)
         ranking = Ranking.from_scores(
             scores_from_pairwise(outcomes),
             prompt_id=group.prompt_id,

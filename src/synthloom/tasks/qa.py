@@ -9,9 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from synthloom import templates
 from synthloom.quality.dedup import normalize
-from synthloom.records import Record, Turn, stable_id
+from synthloom.records import Record, Turn
 from synthloom.sources import Chunk, load_documents
-from synthloom.tasks.base import RunContext, Task, Unit, provenance
+from synthloom.tasks.base import RunContext, Task, Unit
 
 # Angles vary the prompt between samples so that n pairs cover the topic, not one question n times.
 ANGLES = (
@@ -136,11 +136,13 @@ class QATask(Task):
             messages, schema=QAPair, validate=self._check, sample=sample, **self.sampling
         )
         pair: QAPair = result.value
-        record = Record(
-            id=stable_id(self.name, unit.id, result.key),
-            task=self.name,
-            data={"question": pair.question.strip(), "answer": pair.answer.strip(), **extra},
-            provenance=provenance(engine, template, [result], **self.sampling),
+        record = self.record(
+            (unit.id, result.key),
+            {"question": pair.question.strip(), "answer": pair.answer.strip(), **extra},
+            engine=engine,
+            template=template,
+            results=[result],
+            **self.sampling,
         )
         # An exact repeat of an earlier question is kept but flagged, never silently dropped;
         # `synthloom dedup` removes them. (Rejecting it here would make resume order-dependent.)

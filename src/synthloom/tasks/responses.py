@@ -24,9 +24,9 @@ from synthloom.errors import UserError
 from synthloom.llm.engine import CallFailed, CallResult
 from synthloom.preference.types import prompt_key, response_letter
 from synthloom.quality.dedup import normalize
-from synthloom.records import Record, Turn, stable_id
+from synthloom.records import Record, Turn
 from synthloom.sources import read_inputs
-from synthloom.tasks.base import RunContext, Task, Unit, provenance
+from synthloom.tasks.base import RunContext, Task, Unit
 
 T = TypeVar("T")
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -330,21 +330,23 @@ class ResponsesTask(Task):
             notes["source"] = item.source
         if regenerated:
             notes["regenerated"] = regenerated
-        return Record(
-            id=stable_id(self.name, item.prompt_id, slot.response_id, result.key),
-            task=self.name,
-            data={
-                "prompt_id": item.prompt_id,
-                "prompt": item.prompt,
-                "system": slot.system,
-                "response_id": slot.response_id,
-                "response": result.value,
-                "style": slot.style,
-                "temperature": engine.provenance_params(**sampling).get("temperature"),
-                "model": engine.backend.model,
-            },
-            provenance=provenance(
-                engine, templates.load("responses"), [result], parents=item.parents, **sampling
-            ),
+        data = {
+            "prompt_id": item.prompt_id,
+            "prompt": item.prompt,
+            "system": slot.system,
+            "response_id": slot.response_id,
+            "response": result.value,
+            "style": slot.style,
+            "temperature": engine.provenance_params(**sampling).get("temperature"),
+            "model": engine.backend.model,
+        }
+        return self.record(
+            (item.prompt_id, slot.response_id, result.key),
+            data,
+            engine=engine,
+            template=templates.load("responses"),
+            results=[result],
+            parents=item.parents,
             notes=notes,
+            **sampling,
         )

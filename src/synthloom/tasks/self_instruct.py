@@ -39,9 +39,9 @@ from synthloom.quality.self_instruct_filters import (
     parse_instruction_list,
     screen_instances,
 )
-from synthloom.records import Record, Turn, stable_id
+from synthloom.records import Record, Turn
 from synthloom.sources import read_inputs
-from synthloom.tasks.base import Eliminated, RunContext, Task, Unit, clip, provenance
+from synthloom.tasks.base import Eliminated, RunContext, Task, Unit, clip
 
 DEFAULT_SEEDS = Path(__file__).resolve().parent.parent / "data" / "seed_tasks.jsonl"
 EXAMPLES = 8  # example instructions per generation prompt
@@ -295,21 +295,18 @@ class SelfInstructTask(Task):
         if not instances:
             ctx.count("tasks_dropped_no_instances")
             raise Eliminated("no_instances", c.instruction)
-        record = Record(
-            id=stable_id(self.name, unit.id, c.instruction, answer.key),
-            task=self.name,
-            data={
-                "instruction": c.instruction,
-                "instances": [{"input": i, "output": o} for i, o in instances],
-                "is_classification": is_cls,
-            },
-            provenance=provenance(
-                engine,
-                templates.load("self_instruct_generate"),
-                results,
-                parents=tuple(id_ for id_, _ in c.prompt.examples),
-                **self._generate_sampling(len(c.prompt.examples)),
-            ),
+        data = {
+            "instruction": c.instruction,
+            "instances": [{"input": i, "output": o} for i, o in instances],
+            "is_classification": is_cls,
+        }
+        return self.record(
+            (unit.id, c.instruction, answer.key),
+            data,
+            engine=engine,
+            template=templates.load("self_instruct_generate"),
+            results=results,
+            parents=tuple(id_ for id_, _ in c.prompt.examples),
             notes={"instance_template": name, "classified_by": self.params.classify},
+            **self._generate_sampling(len(c.prompt.examples)),
         )
-        return record

@@ -22,9 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from synthloom import templates
 from synthloom.errors import UserError
 from synthloom.preference.types import response_letter
-from synthloom.records import Record, Turn, stable_id
+from synthloom.records import Record, Turn
 from synthloom.sources import DOC_SUFFIXES, find_documents, read_inputs, read_text
-from synthloom.tasks.base import RunContext, Task, Unit, provenance
+from synthloom.tasks.base import RunContext, Task, Unit
 
 STYLE_HINTS = {
     "neutral": "neutral and factual",
@@ -201,33 +201,31 @@ class SummarizeTask(Task):
         engine = ctx.engine
         result = await engine.complete(messages, sample=k, max_tokens=self.sampling["max_tokens"])
         summary: str = result.value
-        record = Record(
-            id=stable_id(self.name, unit.id, result.key),
-            task=self.name,
-            data={
-                "article_id": article.id,
-                "title": article.title,
-                "article": article.text,
-                "summary": summary,
-                "length": length,
-                "style": style,
-                "candidate": k,
-                "group": article.id,
-                "instruction": messages[-1]["content"],
-                "prompt": shared[-1]["content"],
-                "response": summary,
-                "response_id": response_letter(k),
-                "truncated": article.truncated,
-                "article_chars": article.chars,
-                "source": article.source,
-            },
-            provenance=provenance(
-                engine,
-                template,
-                [result],
-                parents=(article.parent,) if article.parent else (),
-                max_tokens=self.sampling["max_tokens"],
-            ),
+        data = {
+            "article_id": article.id,
+            "title": article.title,
+            "article": article.text,
+            "summary": summary,
+            "length": length,
+            "style": style,
+            "candidate": k,
+            "group": article.id,
+            "instruction": messages[-1]["content"],
+            "prompt": shared[-1]["content"],
+            "response": summary,
+            "response_id": response_letter(k),
+            "truncated": article.truncated,
+            "article_chars": article.chars,
+            "source": article.source,
+        }
+        record = self.record(
+            (unit.id, result.key),
+            data,
+            engine=engine,
+            template=template,
+            results=[result],
+            parents=(article.parent,) if article.parent else (),
+            max_tokens=self.sampling["max_tokens"],
         )
         if len(summary.split()) >= len(article.text.split()):
             record.status = "flagged"
