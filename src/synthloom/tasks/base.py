@@ -13,6 +13,7 @@ A task is one class in one module of `synthloom.tasks` (plus its prompt, a Jinja
                 Precedence: the step's / command's model options > the task's defaults.
     growable    config keys that only extend a job (raising `n` adds units to a run)
     turns()     what one of its records teaches (SFT turns), so export never guesses
+    labelled()  the (text, label) it teaches a classifier (by default data's text/label)
 
 and implements `execute(ctx)`, usually `await ctx.for_each(self.units(), self.unit)`. The
 base builds record ids, provenance and records (`record()`), the run identity (`config()`),
@@ -285,6 +286,14 @@ class Task(ABC):
     def turns(data: dict[str, Any]) -> list[Turn]:
         """The SFT turns one record teaches (none by default: not SFT data)."""
         return []
+
+    @staticmethod
+    def labelled(data: dict[str, Any]) -> tuple[str, Any] | None:
+        """The (text, label) one record teaches a classifier (export's `classification`
+        format): by default its data's `text` and `label`, when it has both; None if not."""
+        if isinstance(data.get("text"), str) and data.get("label") is not None:
+            return data["text"], data["label"]
+        return None
 
     @abstractmethod
     async def execute(self, ctx: RunContext) -> None:
