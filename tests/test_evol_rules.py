@@ -1,8 +1,10 @@
 import json
 from pathlib import Path
 
+import jinja2
 import pytest
 
+from synthloom import templates
 from synthloom.quality.evol_rules import (
     ANSWER_REPEATS_INSTRUCTION,
     BREADTH,
@@ -14,8 +16,6 @@ from synthloom.quality.evol_rules import (
     OPERATIONS,
     REFUSAL,
     REPEATED_TEXT,
-    TEMPLATES,
-    build_prompt,
     check_answer_repeats_instruction,
     check_evolution,
     check_information_gain,
@@ -54,7 +54,18 @@ def test_operations() -> None:
         "complicate_input",
     )
     assert OPERATIONS == (*IN_DEPTH_OPERATIONS, BREADTH)
-    assert set(TEMPLATES) == set(OPERATIONS)
+    # every in-depth operation has its method in the evolving prompt
+    methods = templates.load("evol_rewrite").constants["methods"]
+    assert set(methods) == set(IN_DEPTH_OPERATIONS)
+
+
+def build_prompt(operation: str, instruction: str) -> str:
+    """The evolving prompt for `operation` applied to `instruction` (one user message)."""
+    (message,) = templates.load("evol_rewrite").messages(
+        operation=operation, instruction=instruction
+    )
+    assert message["role"] == "user"
+    return message["content"]
 
 
 @pytest.mark.parametrize("operation", IN_DEPTH_OPERATIONS)
@@ -63,11 +74,12 @@ def test_in_depth_templates(operation: str) -> None:
     assert "more complex version" in prompt
     assert "10 to 20 words" in prompt
     assert "#Given Prompt#:\nSum {a} and {b}.\n" in prompt  # braces in the instruction survive
-    assert prompt.endswith("#Rewritten Prompt#:\n")
+    assert prompt.endswith("#Rewritten Prompt#:")
 
 
 def test_in_depth_templates_differ_by_method() -> None:
-    assert len({TEMPLATES[op] for op in IN_DEPTH_OPERATIONS}) == len(IN_DEPTH_OPERATIONS)
+    prompts = {build_prompt(op, ORIGINAL) for op in IN_DEPTH_OPERATIONS}
+    assert len(prompts) == len(IN_DEPTH_OPERATIONS)
 
 
 def test_breadth_template() -> None:
@@ -75,8 +87,13 @@ def test_breadth_template() -> None:
     assert "brand-new prompt" in prompt
     assert "same domain" in prompt and "rarer" in prompt
     assert f"#Given Prompt#:\n{ORIGINAL}\n" in prompt
-    assert prompt.endswith("#Created Prompt#:\n")
+    assert prompt.endswith("#Created Prompt#:")
     assert "#Rewritten Prompt#" not in prompt
+
+
+def test_an_unknown_operation_is_refused() -> None:
+    with pytest.raises(jinja2.UndefinedError):
+        build_prompt("shorten", ORIGINAL)
 
 
 # --- elimination rules -----------------------------------------------------------------

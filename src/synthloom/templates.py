@@ -16,9 +16,18 @@ A template declares each chat message it makes as a block; the system block is o
 it contains: a line such as `--- system ---` is only text and opens no role. Each part has its
 line breaks made "\n" (`str.splitlines`) and is stripped; a part that renders empty is left
 out, so `{% block system %}{% if system %}{{ system }}{% endif %}{% endblock %}` sends no system
-message when `system` is empty. Wording a task keeps in Python (a style's instruction, a system
-prompt chosen by name) is passed as a variable and placed inside the block it belongs to.
-`load` refuses a template without a `user` block, with other blocks, or with text or tags
+message when `system` is empty. All wording lives in the template: texts chosen by name (a
+style's instruction, an operation's method) are a mapping set inside the block that uses them,
+and the task passes the name:
+
+    {% block system %}
+    {%- set styles = {"formal": "Use a formal tone.", "casual": "Write as to a friend."} %}
+    Style: {{ styles[style] }}
+    {% endblock %}
+
+Such a `{% set name = <literal> %}` is also readable from Python as `Template.constants["name"]`
+(for the style names a command offers, or a check that the model did not copy a demo text); a
+name set twice must hold the same value. `load` refuses a template without a `user` block, with other blocks, or with text or tags
 outside its blocks (they would never be sent).
 
 `fence(text, open, close=open)`, available in every template, gives the markers to put around
@@ -30,15 +39,18 @@ does not occur in it. Ordinary text keeps the plain markers.
 For text without marker lines or fence markers these rules give, byte for byte, the messages of
 the earlier format (one template whose rendered text was split on `--- system ---` and
 `--- user ---` lines); record ids and cache keys hash the messages, so earlier runs resume.
-The template's name and a hash of its source go into every record's provenance.
+The template's name and a hash of its source (wording and constants included) go into every
+record's provenance.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import jinja2
@@ -78,6 +90,7 @@ class Template:
     name: str
     hash: str
     _template: jinja2.Template
+    constants: Mapping[str, Any] = field(default_factory=dict)
 
     def messages(self, **variables: Any) -> list[dict[str, str]]:
         messages: list[dict[str, str]] = []
@@ -117,7 +130,23 @@ def from_source(name: str, source: str, filename: str | None = None) -> Template
     code = _ENV.compile(source, name=name, filename=filename)
     template = _ENV.template_class.from_code(_ENV, code, _ENV.make_globals(None))
     digest = hashlib.sha256(source.encode()).hexdigest()[:12]
-    return Template(name=name, hash=digest, _template=template)
+    return Template(name, digest, template, MappingProxyType(_constants(name, tree)))
+
+
+def _constants(name: str, tree: nodes.Template) -> dict[str, Any]:
+    """The values of the template's `{% set name = <literal> %}` statements."""
+    constants: dict[str, Any] = {}
+    for node in tree.find_all(nodes.Assign):
+        if not isinstance(node.target, nodes.Name):
+            continue
+        try:
+            value = node.node.as_const(nodes.EvalContext(_ENV, name))
+        except nodes.Impossible:
+            continue  # computed from variables: not a constant
+        key = node.target.name
+        if constants.setdefault(key, value) != value:
+            raise ValueError(f"template {name}: {key!r} is set to two different values")
+    return constants
 
 
 @cache

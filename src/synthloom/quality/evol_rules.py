@@ -1,4 +1,4 @@
-"""Evol-Instruct (Xu et al. 2023, WizardLM): operations, prompt templates, elimination rules.
+"""Evol-Instruct (Xu et al. 2023, WizardLM): operations and elimination rules.
 
 Model-free. `check_evolution` returns the name of the first failed elimination rule or
 None; tally the results with `FilterCounter.record`. Beyond the paper's four rules (no
@@ -16,7 +16,7 @@ from collections import Counter
 from synthloom.quality.rouge import rouge_l_f1
 from synthloom.quality.self_instruct_filters import normalize_whitespace
 
-# --- operations and their prompt templates ----------------------------------------------
+# --- operations (their prompts: tasks/prompts/evol_rewrite.jinja) -----------------------
 
 ADD_CONSTRAINTS = "add_constraints"
 DEEPEN = "deepen"
@@ -33,59 +33,6 @@ IN_DEPTH_OPERATIONS = (
     COMPLICATE_INPUT,
 )
 OPERATIONS = (*IN_DEPTH_OPERATIONS, BREADTH)
-
-_IN_DEPTH = """\
-You are a Prompt Rewriter. Rewrite the given prompt into a more complex version, so that \
-even strong AI assistants find it a little harder to handle. The rewritten prompt must \
-still make sense, and a person must be able to understand it and answer it.
-Keep every non-text part of #Given Prompt#, such as tables, code and its input.
-Make it more complex with this method:
-{method}
-Do not make it verbose: #Rewritten Prompt# may add only 10 to 20 words to #Given Prompt#.
-Do not mention the method, and do not use the words '#Given Prompt#', '#Rewritten Prompt#', \
-'given prompt' or 'rewritten prompt' in #Rewritten Prompt#.
-
-#Given Prompt#:
-{{instruction}}
-
-#Rewritten Prompt#:
-"""
-
-_METHODS = {
-    ADD_CONSTRAINTS: "Add one more constraint or requirement to #Given Prompt#.",
-    DEEPEN: "If #Given Prompt# asks about a particular issue, increase the depth and breadth "
-    "of the inquiry.",
-    CONCRETIZE: "Replace general concepts with more specific ones.",
-    INCREASE_REASONING_STEPS: "If #Given Prompt# can be solved with only a few simple steps "
-    "of thinking, rewrite it so that it explicitly asks for reasoning in several steps.",
-    COMPLICATE_INPUT: "Make the input harder to work with: add or enlarge structured data "
-    "that the prompt must use, such as a table, JSON, XML, SQL, a shell command or code.",
-}
-
-BREADTH_TEMPLATE = """\
-You are a Prompt Creator. Take inspiration from #Given Prompt# to create a brand-new prompt.
-The new prompt must belong to the same domain as #Given Prompt# but be rarer.
-#Created Prompt# must be of similar length and difficulty to #Given Prompt#.
-#Created Prompt# must make sense, and a person must be able to understand it and answer it.
-Do not use the words '#Given Prompt#', '#Created Prompt#', 'given prompt' or \
-'created prompt' in #Created Prompt#.
-
-#Given Prompt#:
-{instruction}
-
-#Created Prompt#:
-"""
-
-TEMPLATES: dict[str, str] = {
-    **{op: _IN_DEPTH.format(method=method) for op, method in _METHODS.items()},
-    BREADTH: BREADTH_TEMPLATE,
-}
-"""Operation -> prompt template with one `{instruction}` placeholder (for `str.format`)."""
-
-
-def build_prompt(operation: str, instruction: str) -> str:
-    """The evolving prompt for `operation` applied to `instruction`."""
-    return TEMPLATES[operation].format(instruction=instruction.strip())
 
 
 # --- elimination rules ------------------------------------------------------------------

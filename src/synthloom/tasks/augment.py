@@ -50,30 +50,11 @@ from synthloom.tasks.base import RunContext, Task, Unit
 StyleName = Literal["paraphrase", "formal", "casual", "shorter", "longer"]
 Fidelity = Literal["model", "judge", "classifier", "none"]
 
-DEMO_SOURCE = "This product broke after one day."
-# style -> (instruction, the demo sentence rewritten in that style)
-STYLES: dict[str, tuple[str, str]] = {
-    "paraphrase": (
-        "Say the same thing in different words and with a different sentence structure.",
-        "The item stopped working within 24 hours.",
-    ),
-    "formal": (
-        "Use a formal, polished tone.",
-        "Regrettably, the product ceased to function after a single day of use.",
-    ),
-    "casual": (
-        "Use a casual, conversational tone, like a quick message to a friend.",
-        "Ugh, this thing died on me after literally one day.",
-    ),
-    "shorter": (
-        "Make it clearly shorter: keep only the essential point.",
-        "Dead within a day.",
-    ),
-    "longer": (
-        "Make it a little longer by adding one plausible, concrete detail that fits the label.",
-        "This product broke after one day: the power button stopped responding the next morning.",
-    ),
-}
+# style -> (instruction, the demo sentence rewritten in that style); the texts live in the
+# prompt template, the names also in StyleName (a test checks they agree)
+_VARIATION = templates.load("augment_variation").constants
+DEMO_SOURCE: str = _VARIATION["demo_source"]
+STYLES: Mapping[str, tuple[str, str]] = _VARIATION["styles"]
 VARY_TEMPERATURE = 0.8
 CHECK_TEMPERATURE = 0.0
 SHOTS_PER_LABEL = 2  # labelled originals shown to the model/judge label check
@@ -483,13 +464,8 @@ class AugmentTask(Task):
 
     async def _vary(self, engine: Engine, unit: Unit) -> CallResult[Any]:
         job: Job = unit.payload
-        instruction, demo = STYLES[job.style]
         messages = templates.load("augment_variation").messages(
-            text=job.example.text,
-            label=job.example.label,
-            instruction=instruction,
-            demo_source=DEMO_SOURCE,
-            demo_target=demo,
+            style=job.style, text=job.example.text, label=job.example.label
         )
         return await engine.complete(
             messages,

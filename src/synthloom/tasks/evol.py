@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from synthloom import templates
 from synthloom.errors import UserError
 from synthloom.llm.engine import Engine
-from synthloom.quality.evol_rules import OPERATIONS, build_prompt, check_evolution
+from synthloom.quality.evol_rules import OPERATIONS, check_evolution
 from synthloom.records import Record, Turn
 from synthloom.sources import read_inputs
 from synthloom.tasks.base import Eliminated, RunContext, Task, Unit, clip
@@ -109,7 +109,7 @@ class EvolTask(Task):
         sample = rnd * len(self.entries) + entry.index
         rewrite = templates.load("evol_rewrite")
         evolved = await engine.complete(
-            rewrite.messages(prompt=build_prompt(operation, entry.instruction)),
+            rewrite.messages(operation=operation, instruction=entry.instruction),
             sample=sample,
             **self._sampling(),
         )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from itertools import combinations
 from pathlib import Path
 from typing import Any, Literal
@@ -31,12 +32,8 @@ from synthloom.records import Record
 from synthloom.tasks.base import RunContext, Task, Unit
 from synthloom.tasks.responses import settle
 
-ASPECTS: dict[str, str] = {
-    "helpfulness": "does it address the instruction with useful, relevant information?",
-    "honesty": "is it candid about uncertainty, without overclaiming?",
-    "instruction_following": "does it do what was asked, in the requested form?",
-    "truthfulness": "are its statements factually correct, with nothing invented?",
-}
+# aspect name -> what the judge is told it means; the texts live in the prompt template
+ASPECTS: Mapping[str, str] = templates.load("judge_rate").constants["descriptions"]
 ASPECT_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -143,17 +140,13 @@ class JudgeTask(Task):
     async def _rate(self, ctx: RunContext, unit: Unit) -> list[Record]:
         group: PromptResponses = unit.payload
         template = templates.load("judge_rate")
-        aspects = [
-            {"name": a, "description": ASPECTS.get(a, a.replace("_", " "))}
-            for a in self.params.aspects
-        ]
         ids = list(group.responses)
         calls = (
             ctx.engine.complete(
                 template.messages(
                     prompt=group.prompt,
                     response=group.responses[rid],
-                    aspects=aspects,
+                    aspects=self.params.aspects,
                     rationale_chars=self.params.rationale_chars,
                 ),
                 schema=self.rating,

@@ -13,21 +13,6 @@ from synthloom.records import Record, Turn
 from synthloom.sources import Chunk, load_documents
 from synthloom.tasks.base import RunContext, Task, Unit
 
-# Angles vary the prompt between samples so that n pairs cover the topic, not one question n times.
-ANGLES = (
-    "a first-time customer who is unsure of the basics",
-    "about deadlines or time limits",
-    "about costs, fees or refunds",
-    "from a frustrated customer after something went wrong",
-    "about an unusual edge case",
-    "about what documents or information are needed",
-    "about doing it online versus in person",
-    "from a customer buying a gift for someone else",
-    "about an international order",
-    "about what happens next after they take action",
-)
-FOCUS = ("a fact stated in it", "a reason or cause it gives", "a number, date or name in it", "")
-
 
 class QAPair(BaseModel):
     question: str = Field(min_length=8, max_length=400)
@@ -113,15 +98,13 @@ class QATask(Task):
         if self.docs is None:
             i = unit.payload
             template = templates.load("qa_topic")
-            messages = template.messages(topic=self.topic, angle=ANGLES[i % len(ANGLES)])
+            messages = template.messages(topic=self.topic, sample=i)
             sample = i
             extra: dict[str, Any] = {"topic": self.topic}
         else:
             chunk, k = unit.payload
             template = templates.load("qa_document")
-            messages = template.messages(
-                source=Path(chunk.file).name, chunk=chunk.text, focus=FOCUS[k % len(FOCUS)]
-            )
+            messages = template.messages(source=Path(chunk.file).name, chunk=chunk.text, sample=k)
             sample = k
             extra = {
                 "context": chunk.text,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -31,19 +31,8 @@ from synthloom.tasks.base import RunContext, Task, Unit
 T = TypeVar("T")
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 
-# Style name -> system prompt (None: no system prompt).
-STYLES: dict[str, str | None] = {
-    "none": None,
-    "technical": "You are an expert. Answer precisely and technically, using the correct terms.",
-    "simple": "Explain in plain, simple words for a beginner. Avoid jargon.",
-    "concise": "Answer as briefly as possible, in one or two sentences.",
-    "detailed": "Give a thorough, well-organised answer with steps or examples.",
-    "friendly": "Answer in a warm, friendly and encouraging tone.",
-    "formal": "Answer in a formal, professional tone.",
-    "step_by_step": "Work through the question step by step, then state the answer.",
-    "analogy": "Explain with a concrete everyday analogy or example.",
-    "skeptical": "Answer carefully: point out assumptions, caveats and what is uncertain.",
-}
+# Style name -> system prompt (None: no system prompt); the texts live in the prompt template.
+STYLES: Mapping[str, str | None] = templates.load("responses").constants["styles"]
 
 
 async def settle(calls: Iterable[Awaitable[T]]) -> list[T | CallFailed]:
@@ -263,8 +252,10 @@ class ResponsesTask(Task):
     async def _call(
         self, ctx: RunContext, item: PromptItem, slot: Slot, sample: int
     ) -> CallResult[Any]:
-        template = templates.load("responses")
-        messages = template.messages(system=slot.system, prompt=item.prompt)
+        custom = self.params.custom_styles.get(slot.style) if slot.style else None
+        messages = templates.load("responses").messages(
+            style=slot.style, custom=custom, prompt=item.prompt
+        )
         return await ctx.engines[slot.role].complete(
             messages,
             sample=sample,

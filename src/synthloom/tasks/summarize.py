@@ -12,6 +12,7 @@ loader requires one prompt text per group).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
@@ -26,11 +27,8 @@ from synthloom.records import Record, Turn
 from synthloom.sources import DOC_SUFFIXES, find_documents, read_inputs, read_text
 from synthloom.tasks.base import RunContext, Task, Unit
 
-STYLE_HINTS = {
-    "neutral": "neutral and factual",
-    "plain-language": "plain language any adult can follow, no jargon",
-    "technical": "technical, keeping the article's precise terms and figures",
-}
+# style name -> what the prompt asks for; the texts live in the prompt template
+STYLE_HINTS: Mapping[str, str] = templates.load("summarize").constants["hints"]
 
 
 class SummarizeParams(BaseModel):
@@ -80,9 +78,8 @@ def summary_messages(
     title: str | None, article: str, length: str | None, style: str | None
 ) -> list[dict[str, str]]:
     """The messages asking for one summary of `article` (the style given by name or words)."""
-    hint = STYLE_HINTS.get(style, style) if style else None
     return templates.load("summarize").messages(
-        title=title, article=article, length=length, style=hint
+        title=title, article=article, length=length, style=style
     )
 
 
@@ -188,16 +185,8 @@ class SummarizeTask(Task):
         article: Article = unit.payload[0]
         k: int = unit.payload[1]
         length, style = self.variants[k]
-        template = templates.load("summarize")
-
-        def render(length: str | None, style: str | None) -> list[dict[str, str]]:
-            hint = STYLE_HINTS.get(style, style) if style else None
-            return template.messages(
-                title=article.title, article=article.text, length=length, style=hint
-            )
-
-        messages = render(length, style)
-        shared = render(*self.shared)
+        messages = summary_messages(article.title, article.text, length, style)
+        shared = summary_messages(article.title, article.text, *self.shared)
         engine = ctx.engine
         result = await engine.complete(messages, sample=k, max_tokens=self.sampling["max_tokens"])
         summary: str = result.value
@@ -222,7 +211,7 @@ class SummarizeTask(Task):
             (unit.id, result.key),
             data,
             engine=engine,
-            template=template,
+            template=templates.load("summarize"),
             results=[result],
             parents=(article.parent,) if article.parent else (),
             max_tokens=self.sampling["max_tokens"],
