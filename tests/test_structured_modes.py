@@ -273,3 +273,35 @@ def test_a_prompt_too_long_for_the_context_on_the_first_call_fails_only_its_unit
     assert isinstance(first, CallFailed) and not isinstance(first, BackendFatal)
     assert "maximum context length" in first.detail
     assert all(not isinstance(r, Exception) for r in rest)
+
+
+def test_schemas_made_from_params_are_the_ones_sent_before() -> None:
+    """Schemas shaped by a task's params (structured.schema) send the JSON schema they sent
+    when each task called create_model itself: it is part of every call's cache key."""
+    from synthloom.tasks.classify import label_schema
+    from synthloom.tasks.judge import rating_schema, verdict_schema
+
+    assert label_schema(("b", "a", "c d")).model_json_schema() == {
+        "properties": {"label": {"enum": ["b", "a", "c d"], "title": "Label", "type": "string"}},
+        "required": ["label"],
+        "title": "LabelChoice",
+        "type": "object",
+    }
+    assert verdict_schema(80).model_json_schema() == {
+        "properties": {
+            "rationale": {"maxLength": 80, "title": "Rationale", "type": "string"},
+            "verdict": {"enum": ["first", "second", "tie"], "title": "Verdict", "type": "string"},
+        },
+        "required": ["rationale", "verdict"],
+        "title": "PairVerdict",
+        "type": "object",
+    }
+    assert rating_schema(["helpfulness"], 200).model_json_schema() == {
+        "properties": {
+            "helpfulness": {"enum": [1, 2, 3, 4, 5], "title": "Helpfulness", "type": "integer"},
+            "rationale": {"maxLength": 200, "title": "Rationale", "type": "string"},
+        },
+        "required": ["rationale", "helpfulness"],
+        "title": "AspectRatings",
+        "type": "object",
+    }

@@ -9,6 +9,11 @@
 
 In every mode the answer is validated by the same pydantic model. The engine negotiates the
 mode once per endpoint (`auto`), or uses the one the user chose (`--structured-output`).
+
+A response schema is a pydantic model, declared one way: a class when it is fixed (qa's
+`QAPair`), `schema(name, field=(type, default or Field(...)), ...)` when a task's params shape
+it (a label among the user's labels: `one_of(labels)`; a length limit from a param). The
+model's name is the JSON schema's title and the `json_schema` name sent.
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ from __future__ import annotations
 import functools
 import json
 import re
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, create_model
 
 MODES = ("json_schema", "json_object", "prompt")
 CHOICES = ("auto", *MODES)
@@ -36,6 +42,18 @@ _VALIDATION_WORDS = re.compile(
     r"|not allowed|not permitted|expected|unrecognized|does not support|extra (?:fields|inputs)",
     re.I,
 )
+
+
+def schema(name: str, **fields: Any) -> type[BaseModel]:
+    """A response schema made from a task's params: `fields` as `pydantic.create_model`
+    takes them, `field=(type, default or Field(...))`."""
+    model: type[BaseModel] = create_model(name, **fields)
+    return model
+
+
+def one_of(values: Iterable[str]) -> Any:
+    """The type of a field holding one of `values` (a JSON schema `enum`, in this order)."""
+    return Literal[tuple(values)]  # type: ignore[valid-type]
 
 
 @functools.lru_cache(maxsize=512)

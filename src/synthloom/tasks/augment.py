@@ -36,16 +36,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from synthloom import templates
 from synthloom.errors import UserError
+from synthloom.llm import structured
 from synthloom.llm.engine import CallResult, Engine
 from synthloom.quality.dedup import is_near_copy, near_copy_score, normalize
 from synthloom.quality.label_classifier import NaiveBayes
 from synthloom.records import Record, human_record
 from synthloom.sources import read_inputs
 from synthloom.tasks.base import RunContext, Task, Unit
+from synthloom.tasks.classify import label_schema
 
 StyleName = Literal["paraphrase", "formal", "casual", "shorter", "longer"]
 Fidelity = Literal["model", "judge", "classifier", "none"]
@@ -341,11 +343,10 @@ class AugmentTask(Task):
         )
         longest = max(len(e.text) for e in self.examples)
         self.sampling = {"max_tokens": max(128, longest // 2 + 64)}  # from the longest input
-        self.variation_schema = create_model(
+        self.variation_schema = structured.schema(
             "Variation", text=(str, Field(min_length=1, max_length=2 * longest + 80))
         )
-        label_type: Any = Literal[tuple(self.labels)]  # type: ignore[valid-type]
-        self.label_schema = create_model("LabelChoice", label=(label_type, ...))
+        self.label_schema = label_schema(tuple(self.labels))
         self.classifier = (
             NaiveBayes(fit_prior=False).fit(
                 [e.text for e in self.examples], [e.label for e in self.examples]

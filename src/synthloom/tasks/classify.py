@@ -25,12 +25,13 @@ import re
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from synthloom import templates
 from synthloom.errors import UserError
+from synthloom.llm import structured
 from synthloom.records import Record
 from synthloom.sources import InputRow, read_inputs
 from synthloom.tasks.base import Task, Unit
@@ -78,8 +79,7 @@ class ClassifyParams(BaseModel):
 @cache
 def label_schema(labels: tuple[str, ...]) -> type[BaseModel]:
     """The structured answer {"label": one of `labels`} (in the order given)."""
-    label_type: Any = Literal[labels]  # type: ignore[valid-type]
-    return create_model("LabelChoice", label=(label_type, ...))
+    return structured.schema("LabelChoice", label=(structured.one_of(labels), ...))
 
 
 async def ask_label(

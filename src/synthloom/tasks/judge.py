@@ -20,9 +20,10 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from synthloom import templates
+from synthloom.llm import structured
 from synthloom.llm.engine import CallFailed, CallResult
 from synthloom.preference.judge_reconcile import judge_pair, mean_aspect_score, scores_from_pairwise
 from synthloom.preference.rankings import Ranking
@@ -42,18 +43,16 @@ def rating_schema(aspects: list[str], rationale_chars: int = 400) -> type[BaseMo
     fields: dict[str, Any] = {"rationale": (str, Field(max_length=rationale_chars))}
     for aspect in aspects:
         fields[aspect] = (Literal[1, 2, 3, 4, 5], ...)
-    model: type[BaseModel] = create_model("AspectRatings", **fields)
-    return model
+    return structured.schema("AspectRatings", **fields)
 
 
 def verdict_schema(rationale_chars: int = 400) -> type[BaseModel]:
     """{"rationale": str, "verdict": "first" | "second" | "tie"}."""
-    model: type[BaseModel] = create_model(
+    return structured.schema(
         "PairVerdict",
         rationale=(str, Field(max_length=rationale_chars)),
         verdict=(Literal["first", "second", "tie"], ...),
     )
-    return model
 
 
 class JudgeParams(BaseModel):
