@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from synthloom.errors import UserError
+from synthloom.validation import one_line
 
 
 class ModelSettings(BaseModel):
@@ -158,7 +159,7 @@ def load_config(path: Path | None) -> dict[str, Any]:
     try:
         ModelSettings.model_validate(data)
     except ValidationError as exc:
-        raise UserError(f"{path}: {validation_message(exc)}") from None
+        raise UserError(f"{path}: {one_line(exc)}") from None
     return data
 
 
@@ -170,16 +171,6 @@ def _note(message: str) -> None:
     if message not in _noted:
         _noted.add(message)
         print(f"synthloom: {message}", file=sys.stderr)
-
-
-def validation_message(exc: ValidationError) -> str:
-    """One line for the first pydantic error: `key.path: what is wrong`."""
-    err = exc.errors()[0]
-    loc = ".".join(str(x) for x in err.get("loc", ()))
-    msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
-    if err.get("type") == "extra_forbidden":
-        msg = "unknown key"
-    return f"{loc}: {msg}" if loc else msg
 
 
 def role_settings(
@@ -196,4 +187,4 @@ def role_settings(
     try:
         return ModelSettings.model_validate(main.model_dump() | update)
     except ValidationError as exc:
-        raise UserError(f"{where}{validation_message(exc)}") from None
+        raise UserError(f"{where}{one_line(exc)}") from None

@@ -17,8 +17,9 @@ def first_error(exc: ValidationError) -> tuple[tuple[Any, ...], str]:
     return tuple(err.get("loc", ())), msg
 
 
-def one_line(exc: ValidationError) -> str:
-    """`key.path: what is wrong` for the first error."""
+def one_line(exc: ValidationError, *, whole: str = "") -> str:
+    """`key.path: what is wrong` for the first error; `whole` names the value itself when the
+    error is about all of it (e.g. "answer" for a model's answer that is not an object)."""
     loc, msg = first_error(exc)
-    where = ".".join(str(x) for x in loc)
+    where = ".".join(str(x) for x in loc) or whole
     return f"{where}: {msg}" if where else msg

@@ -29,6 +29,7 @@ from synthloom.llm import structured
 from synthloom.llm.base import Backend, CallError, Completion
 from synthloom.llm.cache import ResponseCache
 from synthloom.llm.limits import AdaptiveConcurrency, RateLimits, SlotTimeout
+from synthloom.validation import one_line
 
 T = TypeVar("T")
 
@@ -454,7 +455,5 @@ def _strip_fences(text: str) -> str:
 
 def _short(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
-        err = exc.errors()[0]
-        loc = ".".join(str(x) for x in err.get("loc", ())) or "answer"
-        return f"{loc}: {err.get('msg', '')}"
+        return one_line(exc, whole="answer")
     return str(exc)[:200]

@@ -59,6 +59,7 @@ from synthloom.settings import ModelSettings
 from synthloom.steps.base import Step as ModelFreeStep
 from synthloom.steps.registry import step_class, step_names
 from synthloom.tasks.registry import task_class, task_names
+from synthloom.validation import first_error
 
 STEP_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
@@ -130,13 +131,6 @@ def _fail(path: Path, root: yaml.Node | None, loc: tuple[Any, ...], msg: str) ->
     return UserError(f"{where}: {key}: {msg}" if key else f"{where}: {msg}")
 
 
-def _first_error(exc: ValidationError) -> tuple[tuple[Any, ...], str]:
-    err = exc.errors()[0]
-    msg = "unknown key" if err.get("type") == "extra_forbidden" else err.get("msg", "invalid")
-    msg = msg.removeprefix("Value error, ")  # a validator's own message is the whole message
-    return tuple(err.get("loc", ())), msg
-
-
 def load_recipe(
     path: Path | str, *, out: Path | str | None = None
 ) -> tuple[Recipe, dict[str, BaseModel]]:
@@ -153,14 +147,14 @@ def load_recipe(
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:
-        loc, msg = _first_error(exc)
+        loc, msg = first_error(exc)
         raise _fail(path, root, loc, msg) from None
     if out is not None:
         recipe.out = Path(out)
     try:
         ModelSettings.model_validate(recipe.model)
     except ValidationError as exc:
-        loc, msg = _first_error(exc)
+        loc, msg = first_error(exc)
         raise _fail(path, root, ("model", *loc), msg) from None
     names: set[str] = set()
     validated: dict[str, BaseModel] = {}
@@ -178,14 +172,14 @@ def load_recipe(
             try:
                 ModelSettings.model_validate({**recipe.model, **settings})
             except ValidationError as exc:
-                loc, msg = _first_error(exc)
+                loc, msg = first_error(exc)
                 raise _fail(path, root, ("steps", i, *where.split("."), *loc), msg) from None
         params = _substitute(step.params, names, path, root, ("steps", i, "params"), recipe)
         cls = step_kind(step.task)
         try:
             validated[step.name] = cls.Params.model_validate(params)
         except ValidationError as exc:
-            loc, msg = _first_error(exc)
+            loc, msg = first_error(exc)
             if loc == ("max_tokens",) and msg == "unknown key":
                 msg = "max_tokens is a model setting: put it under the step's model: (model: {max_tokens: N})"
             raise _fail(path, root, ("steps", i, "params", *loc), msg) from None

@@ -39,6 +39,7 @@ from synthloom.review.store import (
     ReviewStore,
     item_status,
 )
+from synthloom.validation import one_line
 
 COOKIE = "synthloom_review"
 MAX_BODY = 1_000_000
@@ -444,9 +445,7 @@ def create_app(
             d = DecisionIn.model_validate_json(raw)
             body = _body_for(item, d, user(request), store)
         except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(x) for x in err.get("loc", ()))
-            return _json(422, f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
+            return _json(422, one_line(exc))
         except ValueError as exc:
             return _json(422, str(exc))
         from starlette.concurrency import run_in_threadpool
