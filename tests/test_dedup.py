@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from synthloom.quality.dedup import (
     ExactDedup,
+    Match,
     NearDedup,
     dedup_within,
     is_near_copy,
+    lsh_params,
     near_copy_score,
     normalize,
+    shingle_hashes,
     shingles,
 )
 
@@ -54,60 +59,84 @@ def test_shingles() -> None:
 
 
 def test_near_dedup_flags_one_word_change_not_unrelated() -> None:
-    # Word 2 changed: 3 of 36 shingles differ, Jaccard 33/39 ~ 0.85 -> caught with p ~ 0.99.
-    nd = NearDedup()
-    assert nd.check_and_add("orig", PARA) is None
+    # Word 2 changed: 2 of 36 shingles differ, Jaccard 34/38 ~ 0.89.
     changed = PARA.replace("committee", "board", 1)
     assert changed != PARA
-    assert nd.check_and_add("changed", changed) == "orig"
-    assert nd.check_and_add("other", UNRELATED) is None
-    assert len(nd) == 2  # duplicates are not stored
+    found = NearDedup().find([PARA, changed, UNRELATED])
+    assert found[0] is None and found[2] is None
+    assert found[1] == Match(0, False, pytest.approx(34 / 38))
 
 
-def test_mid_paragraph_change_caught_with_trigram_shingles() -> None:
-    # A middle word touches 5 of 36 5-gram shingles (Jaccard ~0.76, p ~0.77 at 14x8);
-    # with 3-gram shingles Jaccard is ~0.85 and p ~0.99.
+def test_mid_paragraph_change_is_caught() -> None:
+    # A middle word touches 5 of 36 5-gram shingles: Jaccard 31/41 ~ 0.76, over the 0.7
+    # threshold; the banding makes such a pair a candidate with probability > 0.99 and the
+    # true Jaccard confirms it.
     changed = PARA.replace("shelving", "parking", 1)
-    nd = NearDedup(ngram=3)
-    assert nd.check_and_add("orig", PARA) is None
-    assert nd.check_and_add("changed", changed) == "orig"
-    assert nd.check_and_add("other", UNRELATED) is None
+    found = NearDedup().find([PARA, changed, UNRELATED])
+    assert found == [None, Match(0, False, pytest.approx(31 / 41)), None]
 
 
-def test_near_dedup_returns_earliest_key_and_rejects_reused_key() -> None:
-    nd = NearDedup()
-    assert nd.check_and_add(1, "completely different words about cooking pasta tonight") is None
-    assert nd.check_and_add(0, PARA) is None
-    assert nd.check_and_add(2, PARA + " Thanks.") == 0
-    with pytest.raises(ValueError):
-        nd.check_and_add(0, UNRELATED)
+def _text(rng: random.Random, vocab: list[str], n: int = 40) -> str:
+    return " ".join(rng.choice(vocab) for _ in range(n))
 
 
-def test_near_dedup_picks_earliest_of_several_hits() -> None:
-    # Unigram shingles, 32 bands x 1 row: disjoint sets never collide, the union of
-    # three 4-word sets (Jaccard 1/3 with each) hits all three with p > 0.9999.
-    nd = NearDedup(ngram=1, bands=32, rows=1)
-    groups = ["alpha beta gamma delta", "one two three four", "red green blue cyan"]
-    for key, text in zip((2, 1, 0), groups, strict=True):
-        assert nd.check_and_add(key, text) is None
-    assert nd.check_and_add(3, " ".join(groups)) == 2
+def test_planted_near_duplicates_are_found_and_distinct_texts_kept() -> None:
+    """200 distinct 40-word texts and, after them, a copy of every other one with one word
+    changed (at any position): every copy is found, pointing at its original; nothing else."""
+    rng = random.Random(7)
+    vocab = [f"w{i}" for i in range(3000)]
+    originals = [_text(rng, vocab) for _ in range(200)]
+    copies = []
+    for i in range(0, 200, 2):
+        toks = originals[i].split()
+        toks[rng.randrange(40)] = "changed"
+        copies.append((i, " ".join(toks)))
+    found = NearDedup().find(originals + [c for _, c in copies])
+    assert found[:200] == [None] * 200  # distinct texts are all kept
+    for (i, _), match in zip(copies, found[200:], strict=True):
+        assert match is not None and (match.index, match.reference) == (i, False)
+        assert match.jaccard >= 0.7
+
+
+def test_near_dedup_keeps_the_first_and_never_matches_a_removed_text() -> None:
+    a = " ".join(f"a{i}" for i in range(40))
+    b = a.replace("a39", "b39")  # near a
+    c = b.replace("a0 ", "c0 ")  # near b and near a
+    found = NearDedup().find(["completely different words about cooking pasta", a, b, c])
+    assert found[0] is None and found[1] is None
+    assert found[2] is not None and found[2].index == 1
+    assert found[3] is not None and found[3].index == 1  # the kept one, not b
 
 
 def test_near_dedup_short_texts_use_whole_text() -> None:
-    nd = NearDedup()
-    assert nd.check_and_add("a", "Buy now!") is None
-    assert nd.check_and_add("b", "buy   NOW") == "a"
-    assert nd.check_and_add("c", "buy later") is None
+    found = NearDedup().find(["Buy now!", "buy   NOW", "buy later", ""])
+    assert found[0] is None and found[2] is None and found[3] is None
+    assert found[1] == Match(0, False, 1.0)
+
+
+def test_near_dedup_against_a_reference() -> None:
+    changed = PARA.replace("committee", "board", 1)
+    found = NearDedup().find([UNRELATED, changed], reference=["an eval question", PARA])
+    assert found[0] is None
+    assert found[1] is not None and (found[1].index, found[1].reference) == (1, True)
 
 
 def test_near_dedup_banding_defaults() -> None:
     nd = NearDedup()
-    assert (nd.num_perm, nd.bands, nd.rows) == (112, 14, 8)
-    assert nd.threshold == pytest.approx(0.719, abs=1e-3)
-    assert nd.detection_probability(0.75) == pytest.approx(0.772, abs=1e-3)
-    assert nd.detection_probability(0.3) < 0.01
-    bulk = nd.minhashes([PARA])[0]
-    assert (bulk.hashvalues == nd.minhash(PARA).hashvalues).all()
+    assert nd.threshold == 0.7 and nd.ngram == 5
+    assert (nd.rows, nd.bands, nd.num_perm) == (4, 17, 68) == (*lsh_params(0.7), 68)
+    assert nd.candidate_probability(0.7) > 0.99
+    assert nd.candidate_probability(0.2) < 0.03
+    assert lsh_params(0.8) == (6, 16)
+
+
+def test_shingle_hashes_match_shingles() -> None:
+    texts = [PARA, "Buy now!", "", UNRELATED, PARA]
+    flat, offsets = shingle_hashes(texts)
+    for i, text in enumerate(texts):
+        hashes = flat[offsets[i] : offsets[i + 1]].tolist()
+        assert len(set(hashes)) == len(set(shingles(text)))
+    assert flat[offsets[0] : offsets[1]].tolist() == flat[offsets[4] : offsets[5]].tolist()
 
 
 def test_near_copy_score() -> None:
@@ -129,3 +158,56 @@ def test_dedup_within_keeps_first_of_each_cluster() -> None:
     assert dedup_within(texts, 0.9) == [0, 1, 4]
     assert dedup_within(texts, 1.01) == [0, 1, 2, 3, 4]
     assert dedup_within([]) == []
+
+
+# -- the dedup step -------------------------------------------------------------------------
+def test_dedup_step_within_and_against_a_reference(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from tests.conftest import synthloom
+
+    changed = PARA.replace("shelving", "parking", 1)
+    rows = [
+        ("a", PARA, "x"),
+        ("b", PARA.upper(), "x"),  # exact (after normalising) of a
+        ("c", changed, "x"),  # near a
+        ("d", UNRELATED, "y"),  # repeats the evaluation set nearly
+        ("e", "A short distinct text about trains.", "y"),
+    ]
+    source = tmp_path / "in.jsonl"
+    source.write_text(
+        "".join(
+            json.dumps({"id": i, "task": "t", "data": {"text": t, "label": lab}}) + "\n"
+            for i, t, lab in rows
+        )
+    )
+    evalset = tmp_path / "eval.csv"
+    evalset.write_text(
+        "question,answer\nq1,x\n" + f'"{UNRELATED.replace("predators", "sharks")}",y\n'
+    )
+    out = tmp_path / "clean"
+    result = synthloom(
+        "dedup", str(source), "--reference", str(evalset), "--reference-field", "question",
+        "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    kept = [json.loads(x)["id"] for x in (out / "records.jsonl").read_text().splitlines()]
+    assert kept == ["a", "e"]
+    removed = {
+        r["id"]: r for r in map(json.loads, (out / "removed.jsonl").read_text().splitlines())
+    }
+    assert removed["b"]["removed_by"] == "exact_duplicate"
+    assert removed["b"]["duplicate_of"]["id"] == "a"
+    assert removed["c"]["removed_by"] == "near_duplicate"
+    assert removed["c"]["duplicate_of"] == {"id": "a", "text": PARA, "similarity": 0.7561}
+    assert removed["d"]["removed_by"] == "reference_near"
+    assert removed["d"]["duplicate_of"]["reference"] == f"{evalset}:3"
+    stage = json.loads((out / "stage.json").read_text())
+    assert stage["counts"] == {
+        "records_in": 5,
+        "dropped_exact_duplicate": 1,
+        "dropped_near_duplicate": 1,
+        "dropped_reference_near": 1,
+        "records_out": 2,
+    }
+    assert "records in: 5" in result.stderr

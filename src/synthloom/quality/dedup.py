@@ -1,19 +1,25 @@
-"""Model-free deduplication: exact (hashed), near (MinHash LSH) and near-copy checks."""
+"""Model-free deduplication: exact (hashed), near (MinHash LSH, confirmed on the true
+Jaccard), and near-copy checks of short texts."""
 
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import unicodedata
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-from datasketch import MinHash, MinHashLSH
+import numpy as np
 from rapidfuzz import process
 from rapidfuzz.distance import Indel
 
 __all__ = [
     "ExactDedup",
+    "Match",
     "NearDedup",
+    "lsh_params",
+    "shingle_hashes",
     "dedup_within",
     "is_near_copy",
     "near_copy_score",
@@ -77,68 +83,202 @@ class ExactDedup:
         return len(self._digests)
 
 
-class NearDedup:
-    """Streaming near-duplicate detector: MinHash over word shingles + banded LSH.
+DEFAULT_THRESHOLD = 0.7  # shingle Jaccard; DESIGN.md: about 0.7-0.8 (text-dedup uses 0.7)
+_MAX_PERM = 128
+BATCH = 50_000  # texts tokenised at once (bounds the memory of their word lists)
 
-    Defaults follow datatrove: 5-gram shingles, 14 bands x 8 rows (112 perms).
-    A pair with Jaccard ``s`` collides with probability ``1 - (1 - s**rows)**bands``:
-    ~0.57 at 0.7, ~0.77 at 0.75, ~0.92 at 0.8, ~0.99 at 0.85 (usually quoted as a
-    ~0.75 threshold). Any band collision counts as a duplicate (no verification).
-    Duplicates are not inserted, so the first text of a cluster is the one kept.
+
+class NearDedup:
+    """Near-duplicate detection: MinHash LSH over word n-gram shingles, each candidate pair
+    confirmed on its true Jaccard similarity.
+
+    Texts become sets of hashed word n-grams (:func:`shingle_hashes`; a text of fewer than
+    ``ngram`` words is one whole-text shingle). `rensa` (a Rust MinHash) computes the
+    signatures of all texts at once and tells which share an LSH band with another; only those
+    are looked at again, in order: a text whose band-mates include an earlier kept text with
+    shingle Jaccard >= ``threshold`` is a duplicate of the earliest such text, otherwise it is
+    kept (duplicates are never matched against, so the first text of a cluster is the one
+    kept). The banding is chosen so that a pair at the threshold becomes a candidate with
+    probability >= 0.99 (:func:`lsh_params`); the exact check then removes the false positives
+    LSH alone would keep, so nothing under the threshold is ever called a duplicate.
+
+    Reference texts (e.g. an evaluation set) count as kept before the first text: a text near
+    one of them is a duplicate of that reference text.
     """
 
-    def __init__(self, ngram: int = 5, bands: int = 14, rows: int = 8, seed: int = 1) -> None:
-        if ngram < 1 or bands < 2 or rows < 1:
-            raise ValueError("need ngram >= 1, bands >= 2, rows >= 1")
-        self.ngram, self.bands, self.rows = ngram, bands, rows
-        self.num_perm = bands * rows
-        self._template = MinHash(num_perm=self.num_perm, seed=seed)
-        self._lsh = MinHashLSH(
-            threshold=self.threshold, num_perm=self.num_perm, params=(bands, rows)
-        )
-        self._order: dict[Hashable, int] = {}
+    def __init__(self, ngram: int = 5, threshold: float = DEFAULT_THRESHOLD, seed: int = 1):
+        if ngram < 1 or not 0.0 < threshold <= 1.0:
+            raise ValueError("need ngram >= 1 and 0 < threshold <= 1")
+        self.ngram, self.threshold, self.seed = ngram, threshold, seed
+        self.rows, self.bands = lsh_params(threshold)
+        self.num_perm = self.rows * self.bands
 
-    @property
-    def threshold(self) -> float:
-        """Approximate Jaccard threshold ``(1/bands)**(1/rows)`` (~0.72 for 14x8)."""
-        return (1.0 / self.bands) ** (1.0 / self.rows)
-
-    def detection_probability(self, jaccard: float) -> float:
-        """Probability that two texts with this Jaccard similarity are flagged."""
+    def candidate_probability(self, jaccard: float) -> float:
+        """Probability that two texts with this Jaccard similarity share a band."""
         return 1.0 - (1.0 - jaccard**self.rows) ** self.bands
 
-    def minhash(self, text: str) -> MinHash:
-        """MinHash of the text's shingles (copies a prebuilt template, one batched update)."""
-        m = self._template.copy()
-        m.update_batch(shingles(text, self.ngram))
-        return m
+    def find(self, texts: Sequence[str], reference: Sequence[str] = ()) -> list[Match | None]:
+        """For each text: None (kept), or the :class:`Match` it near-duplicates."""
+        n_ref = len(reference)
+        flat, offsets = shingle_hashes([*reference, *texts], self.ngram)
+        return self._find(flat, offsets, n_ref)[n_ref:]
 
-    def minhashes(self, texts: Iterable[str]) -> list[MinHash]:
-        """MinHashes for many texts via ``MinHash.bulk`` (same permutations as :meth:`minhash`)."""
-        return MinHash.bulk(
-            (shingles(t, self.ngram) for t in texts),
-            num_perm=self.num_perm,
-            seed=self._template.seed,
+    def _find(self, flat: np.ndarray, offsets: np.ndarray, n_ref: int) -> list[Match | None]:
+        import rensa
+
+        n = len(offsets) - 1
+        result: list[Match | None] = [None] * n
+        if n == 0:
+            return result
+        matrix = rensa.RMinHash.digest_matrix_from_flat_token_hashes(
+            flat, offsets, self.num_perm, self.seed
         )
+        lsh = rensa.RMinHashLSH(self.threshold, self.num_perm, self.bands)
+        flags = np.fromiter(lsh.query_duplicate_flags_matrix_one_shot(matrix), bool, count=n)
+        del matrix
+        rows = np.flatnonzero(flags)
+        if len(rows) == 0:
+            return result
+        keys = self._band_keys(flat, offsets, rows)
+        buckets: dict[tuple[int, int], list[int]] = {}
+        sets: dict[int, set[int]] = {}
 
-    def check_and_add(self, key: Hashable, text: str, mh: MinHash | None = None) -> Hashable | None:
-        """Return the earliest stored key that near-duplicates ``text``; else store it, return None.
+        def shingle_set(i: int) -> set[int]:
+            found = sets.get(i)
+            if found is None:
+                found = sets[i] = set(flat[offsets[i] : offsets[i + 1]].tolist())
+            return found
 
-        ``mh`` may pass a precomputed :meth:`minhash` / :meth:`minhashes` result.
-        Raises ``ValueError`` if a non-duplicate ``key`` was already stored.
-        """
-        m = mh if mh is not None else self.minhash(text)
-        hits = self._lsh.query(m)
-        if hits:
-            return min(hits, key=self._order.__getitem__)
-        if key in self._order:
-            raise ValueError(f"key already stored: {key!r}")
-        self._lsh.insert(key, m, check_duplication=False)
-        self._order[key] = len(self._order)
-        return None
+        for row, band_keys in zip(rows.tolist(), keys.tolist(), strict=True):
+            slots = [(b, k) for b, k in enumerate(band_keys)]
+            if row >= n_ref:
+                candidates = sorted({c for s in slots for c in buckets.get(s, ())})
+                mine = shingle_set(row) if candidates else set()
+                for c in candidates:
+                    other = shingle_set(c)
+                    score = len(mine & other) / len(mine | other)
+                    if score >= self.threshold:
+                        result[row] = Match(c if c < n_ref else c - n_ref, c < n_ref, score)
+                        break
+                if result[row] is not None:
+                    continue
+            for s in slots:
+                buckets.setdefault(s, []).append(row)
+        return result
 
-    def __len__(self) -> int:
-        return len(self._order)
+    def _band_keys(self, flat: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """One 64-bit key per band for each of `rows` (the same banding rensa's LSH uses:
+        contiguous runs of `self.rows` signature values)."""
+        import rensa
+
+        starts, ends = offsets[rows], offsets[rows + 1]
+        lengths = ends - starts
+        sub_offsets = np.zeros(len(rows) + 1, dtype=np.uint64)
+        np.cumsum(lengths, out=sub_offsets[1:])
+        index = np.repeat(starts - sub_offsets[:-1], lengths.astype(np.int64)) + np.arange(
+            int(sub_offsets[-1]), dtype=np.uint64
+        )
+        sub = rensa.RMinHash.digest_matrix_from_flat_token_hashes(
+            flat[index], sub_offsets, self.num_perm, self.seed
+        )
+        sig = np.array(sub.to_rows(), dtype=np.uint64).reshape(len(rows), self.bands, self.rows)
+        key = np.zeros(sig.shape[:2], dtype=np.uint64)
+        for r in range(self.rows):
+            key = _mix(key ^ sig[:, :, r])
+        return key
+
+
+@dataclass(frozen=True)
+class Match:
+    """What a near-duplicate text duplicates: `index` into the texts (or into the reference
+    texts when `reference`), and the two texts' shingle Jaccard similarity."""
+
+    index: int
+    reference: bool
+    jaccard: float
+
+
+def lsh_params(threshold: float, recall: float = 0.99) -> tuple[int, int]:
+    """(rows, bands) for MinHash LSH: the most rows per band (fewest chance candidates) whose
+    bands make a pair at `threshold` a candidate with probability >= `recall`, within
+    128 permutations. 0.7 -> 4 rows x 17 bands."""
+    threshold = min(threshold, 0.999)
+    best = (1, max(1, math.ceil(math.log(1 - recall) / math.log(1 - threshold))))
+    for rows in range(2, _MAX_PERM + 1):
+        p = threshold**rows
+        if p >= 1.0:
+            return rows, 1
+        bands = math.ceil(math.log(1 - recall) / math.log1p(-p))
+        if rows * bands > _MAX_PERM:
+            break
+        best = (rows, bands)
+    return best
+
+
+_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+_GOLD = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser on every element (wrapping uint64 arithmetic)."""
+    x = x + _GOLD
+    x = (x ^ (x >> np.uint64(30))) * _M1
+    x = (x ^ (x >> np.uint64(27))) * _M2
+    return x ^ (x >> np.uint64(31))
+
+
+def shingle_hashes(texts: Sequence[str], ngram: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Every text's word n-gram shingles as 64-bit hashes: (flat hashes, offsets), text i's
+    hashes being ``flat[offsets[i]:offsets[i + 1]]``. Words are :func:`words`; the hash of an
+    n-gram is a mix of its words' hashes (rensa's token hash) in order, vectorised; a text of
+    fewer than ``ngram`` words (none included) is one shingle of all its words."""
+    parts = [_shingle_batch(texts[i : i + BATCH], ngram) for i in range(0, len(texts), BATCH)]
+    if not parts:
+        return np.zeros(0, dtype=np.uint64), np.zeros(1, dtype=np.uint64)
+    flat = np.concatenate([f for f, _ in parts])
+    counts = np.concatenate([np.diff(o) for _, o in parts])
+    offsets = np.zeros(len(counts) + 1, dtype=np.uint64)
+    np.cumsum(counts, out=offsets[1:])
+    return flat, offsets
+
+
+def _shingle_batch(texts: Sequence[str], ngram: int) -> tuple[np.ndarray, np.ndarray]:
+    import rensa
+
+    tokens = [words(t) for t in texts]
+    lengths = np.fromiter((len(t) for t in tokens), dtype=np.int64, count=len(tokens))
+    word_hashes = np.array(
+        rensa.RMinHash.hash_token_sets([[w for t in tokens for w in t]])[0], dtype=np.uint64
+    )
+    counts = np.where(lengths < ngram, 1, lengths - ngram + 1)
+    offsets = np.zeros(len(texts) + 1, dtype=np.uint64)
+    np.cumsum(counts, out=offsets[1:])
+    flat = np.empty(int(offsets[-1]), dtype=np.uint64)
+    long = np.flatnonzero(lengths >= ngram)
+    if len(long):
+        last = len(word_hashes) - ngram + 1
+        grams = np.zeros(last, dtype=np.uint64)
+        for k in range(ngram):
+            grams = _mix(grams ^ word_hashes[k : last + k])
+        word_starts = np.cumsum(lengths) - lengths
+        n_grams = counts[long]
+        within = _ranges(n_grams)
+        target = np.repeat(offsets[:-1][long].astype(np.int64), n_grams) + within
+        flat[target] = grams[np.repeat(word_starts[long], n_grams) + within]
+    short = np.flatnonzero(lengths < ngram)
+    if len(short):
+        whole = rensa.RMinHash.hash_token_sets([[" ".join(tokens[i]) for i in short.tolist()]])
+        flat[offsets[:-1][short].astype(np.int64)] = _mix(np.array(whole[0], dtype=np.uint64))
+    return flat, offsets
+
+
+def _ranges(counts: np.ndarray) -> np.ndarray:
+    """0..c-1 for each count c, concatenated."""
+    total = int(counts.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
+    return np.arange(total, dtype=np.int64) - starts
 
 
 def _jaccard(a: set[str], b: set[str]) -> float:

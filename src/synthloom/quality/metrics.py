@@ -163,13 +163,11 @@ def vendi_score(texts: Sequence[str], max_texts: int = 1000, dims: int = 2**16) 
 
 
 def near_duplicate_rate(texts: Sequence[str], **near_dedup_kwargs: Any) -> float:
-    """Fraction of texts that :class:`NearDedup` flags as near-duplicates of an earlier one."""
+    """Fraction of texts that :class:`NearDedup` finds near-duplicates of an earlier one."""
     if not texts:
         return 0.0
-    nd = NearDedup(**near_dedup_kwargs)
-    mhs = nd.minhashes(texts)
-    dups = sum(nd.check_and_add(i, texts[i], mh) is not None for i, mh in enumerate(mhs))
-    return dups / len(texts)
+    found = NearDedup(**near_dedup_kwargs).find(texts)
+    return sum(match is not None for match in found) / len(texts)
 
 
 def exact_duplicate_rate(texts: Sequence[str]) -> float:
