@@ -120,8 +120,8 @@ def test_pairs_out_onto_its_responses_or_rankings_is_refused(tmp_path: Path) -> 
     args = ["pairs", "--responses", str(responses), "--rankings", str(rankings)]
     _refused(synthloom(*args, "--out", str(responses)), f"the input {responses}")
     _refused(synthloom(*args, "--out", str(rankings)), f"the input {rankings}")
-    # the ids side file `<stem>.ids.jsonl` is checked too: here it would be the rankings file
-    ids_named = _jsonl(tmp_path / "dpo.ids.jsonl", [{"prompt_id": "p", "order": "A > B"}])
+    # the ids side file `<file name>.ids.jsonl` is checked too: here it would be the rankings file
+    ids_named = _jsonl(tmp_path / "dpo.jsonl.ids.jsonl", [{"prompt_id": "p", "order": "A > B"}])
     before[ids_named] = ids_named.read_bytes()
     args_ids = ["pairs", "--responses", str(responses), "--rankings", str(ids_named)]
     _refused(synthloom(*args_ids, "--out", str(tmp_path / "dpo.jsonl")), "its ids file")

@@ -48,6 +48,15 @@ def read(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def text(value: Any) -> str:
+    """A row's answer: a string (standard formats) or one assistant message (conversational)."""
+    if isinstance(value, str):
+        return value
+    (message,) = value
+    assert message["role"] == "assistant"
+    return str(message["content"])
+
+
 def test_four_responses_human_ranking_gives_six_pairs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -62,10 +71,12 @@ def test_four_responses_human_ranking_gives_six_pairs(
     )
     text_id = {t: rid for rid, t in RESPONSES.items()}
     rows = read(out)
-    got = [(text_id[r["chosen"]], text_id[r["rejected"]]) for r in rows]
+    got = [(text_id[text(r["chosen"])], text_id[text(r["rejected"])]) for r in rows]
     assert got == [("D", "B"), ("D", "A"), ("D", "C"), ("B", "A"), ("B", "C"), ("A", "C")]
-    assert all(set(r) == {"prompt", "chosen", "rejected"} and r["prompt"] == PROMPT for r in rows)
-    ids = read(tmp_path / "dpo.ids.jsonl")
+    # conversational by default: the prompt is a user message (the model's chat template applies)
+    user = [{"role": "user", "content": PROMPT}]
+    assert all(set(r) == {"prompt", "chosen", "rejected"} and r["prompt"] == user for r in rows)
+    ids = read(tmp_path / "dpo.jsonl.ids.jsonl")  # named after the whole file name
     assert [(i["chosen_id"], i["rejected_id"]) for i in ids] == got
     assert ids[0]["provenance"] == {"annotator": "alice"}
     printed = capsys.readouterr().out
@@ -115,7 +126,7 @@ def test_modes_ties_and_small_prompts(tmp_path: Path, capsys: pytest.CaptureFixt
     assert run([*base, "--mode", "best_worst", "--out", str(tmp_path / "bw.jsonl")]) == 0
     text_id = {t: rid for rid, t in RESPONSES.items()}
     (row,) = read(tmp_path / "bw.jsonl")
-    assert (text_id[row["chosen"]], text_id[row["rejected"]]) == ("D", "C")
+    assert (text_id[text(row["chosen"])], text_id[text(row["rejected"])]) == ("D", "C")
     printed = capsys.readouterr().out
     assert "all-tie prompts (no pair): 1" in printed
     assert "prompts ranking <2 responses (no pair): 1" in printed

@@ -115,7 +115,7 @@ def test_embedded_responses_judge_pairs(
     assert len(rows) == expected
     assert "prompts in: 2" in printed and f"pairs out: {expected}" in printed
     assert f"all-tie prompts (no pair): {all_tie}" in printed
-    sidecar = read(tmp_path / "dpo.ids.jsonl")
+    sidecar = read(tmp_path / "dpo.jsonl.ids.jsonl")
     assert all(s["provenance"]["chosen_record"] in ids for s in sidecar)
     assert all(set(r) == {"prompt", "chosen", "rejected"} for r in rows)
     elapsed = time.monotonic() - started

@@ -314,7 +314,7 @@ def test_human_rankings_mix_with_a_judge_in_one_pairs_call(tmp_path: Path) -> No
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     rows = [json.loads(x) for x in out.read_text().splitlines()]
-    ids = [json.loads(x) for x in out.with_suffix(".ids.jsonl").read_text().splitlines()]
+    ids = [json.loads(x) for x in Path(f"{out}.ids.jsonl").read_text().splitlines()]
     assert rows and len(rows) == len(ids) and all(r["chosen"] != r["rejected"] for r in rows)
     from synthloom.export.pairs import preference_data_from_files
 

@@ -98,7 +98,8 @@ def test_the_recipe_waits_for_the_review_then_exports_what_people_kept(
     rows = [json.loads(x) for x in (out / "sft.jsonl").read_text().splitlines()]
     approved = sum(action == "approve" for _, action in decided)
     assert len(decided) >= 2 and len(rows) == approved
-    assert rows[0]["completion"] == "A reviewed summary, edited by a person."
+    edited = "A reviewed summary, edited by a person."
+    assert rows[0]["completion"] == [{"role": "assistant", "content": edited}]
     reviewed = [json.loads(x) for x in (out / "review" / "records.jsonl").read_text().splitlines()]
     assert decided[1][0] not in {r["id"] for r in reviewed}  # the rejected one is left out
     assert reviewed[0]["notes"]["review"]["edits"]["summary"]["edited_by"] == "alice"

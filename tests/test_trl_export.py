@@ -53,7 +53,8 @@ def is_messages(feature: Any) -> bool:
 def test_preference_rows_string_and_conversational() -> None:
     items = preference_items(quantum(), pairs(quantum().ranking))
     assert len(items) == 6
-    row = to_trl_preference(items)[0]
+    assert to_trl_preference(items) == to_trl_preference(items, conversational=True)  # default
+    row = to_trl_preference(items, conversational=False)[0]
     assert row == {
         "prompt": "Explain quantum computing",
         "chosen": RESPONSES["D"],
@@ -74,7 +75,7 @@ def test_preference_rows_string_and_conversational() -> None:
 def test_system_prompt_needs_conversational() -> None:
     items = preference_items(quantum("Be concise."), pairs(quantum().ranking))
     with pytest.raises(ValueError, match="conversational=True"):
-        to_trl_preference(items)
+        to_trl_preference(items, conversational=False)
 
 
 def test_reward_rows_need_margin() -> None:
@@ -109,7 +110,8 @@ def test_reward_export_with_ids_sidecar(tmp_path: Path) -> None:
     path = tmp_path / "rm.jsonl"
     items = preference_items(quantum(), pairs(quantum().ranking))
     written = export_preference(items, path, with_margin=True, include_ids=True)
-    assert written == [path, tmp_path / "rm.ids.jsonl"]
+    # the side file is named after the whole file name: rm.parquet's would be rm.parquet.ids.jsonl
+    assert written == [path, tmp_path / "rm.jsonl.ids.jsonl"]
     ds = load(path, tmp_path)
     assert set(ds.column_names) == {"prompt", "chosen", "rejected", "margin"}
     assert ds.features["margin"] == datasets.Value("float64")

@@ -52,7 +52,8 @@ def test_csv_cell_of_200_kib_is_read(tmp_path: Path) -> None:
     result = synthloom("pairs", *args)
     assert result.returncode == 0, result.stderr
     (row,) = [json.loads(line) for line in out.read_text().splitlines()]
-    assert row["chosen"] == long and row["rejected"] == "short"
+    chosen, rejected = row["chosen"][0]["content"], row["rejected"][0]["content"]
+    assert chosen == long and rejected == "short"
 
 
 # -- credentials in the base URL --------------------------------------------------------------
@@ -492,7 +493,7 @@ def test_a_one_item_ranking_is_refused_with_the_true_reason(tmp_path: Path) -> N
         f"synthloom: error: {tmp_path / 'rankings.jsonl'}:1: ranks only 1 response (A) of"
         " prompt 'p1'; a pair needs 2 (it has 2: A, B); nothing written"
     )
-    assert not out.exists() and not (tmp_path / "dpo.ids.jsonl").exists()
+    assert not out.exists() and not (tmp_path / "dpo.jsonl.ids.jsonl").exists()
 
 
 @pytest.mark.parametrize("fmt", ["dpo", "kto"])

@@ -3,7 +3,8 @@
 - `write_atomic` / `write_jsonl_atomic` / `atomic_file`: a whole file is written to a temporary file beside it,
   fsynced, renamed over the target, and the directory fsynced (where the OS allows): a reader
   or a crash sees the old file or the new one, never half of one.
-- `check_output_path`: exported datasets are .jsonl or .parquet (Parquet needs pyarrow).
+- `check_output_path`: exported datasets are .jsonl or .parquet (Parquet needs pyarrow), or
+  a `datasets` save_to_disk directory where the step allows it.
 - `check_not_input`: an output never replaces an input of the same command or step, nor a
   synthloom run directory's own files (records.jsonl, failures.jsonl, manifest.json), nor an
   input run directory. Refused before anything is read or written (UserError, exit 2).
@@ -84,11 +85,37 @@ def write_jsonl_atomic(rows: Iterable[dict[str, Any]], path: str | os.PathLike[s
     return atomic_file(path, write)
 
 
-def check_output_path(out: Path, *, what: str = "") -> None:
-    """A dataset file name: .jsonl or .parquet (and pyarrow installed for Parquet)."""
+def is_dataset_dir(out: Path) -> bool:
+    """`out` names a Hugging Face `datasets` directory (save_to_disk): no .jsonl/.parquet
+    suffix, and no suffix at all unless it is an existing directory."""
+    suffix = out.suffix.lower()
+    return suffix not in OUTPUT_SUFFIXES and (suffix == "" or out.is_dir())
+
+
+def check_output_path(out: Path, *, what: str = "", directory: bool = False) -> None:
+    """A dataset file name: .jsonl or .parquet (and pyarrow installed for Parquet). With
+    `directory`, also a directory name without a suffix: a `datasets` save_to_disk directory,
+    which may exist only as one that `datasets` wrote (it is replaced whole)."""
+    where = f"{what} {out}" if what else str(out)
+    if directory and is_dataset_dir(out):
+        if out.exists() and not (out / "dataset_dict.json").is_file():
+            if not out.is_dir() or any(out.iterdir()):
+                raise UserError(
+                    f"{where}: exists and is not a `datasets` directory, which writing would"
+                    " replace; choose another output path"
+                )
+        try:
+            import datasets  # noqa: F401
+        except ImportError:
+            raise UserError(
+                "a `datasets` directory needs datasets: pip install 'synthloom[hf]'"
+            ) from None
+        return
     if out.suffix.lower() not in OUTPUT_SUFFIXES:
-        where = f"{what} {out}" if what else str(out)
-        raise UserError(f"{where}: use a .jsonl or .parquet file name")
+        hint = (
+            ", or a directory name without a suffix (`datasets` save_to_disk)" if directory else ""
+        )
+        raise UserError(f"{where}: use a .jsonl or .parquet file name{hint}")
     if out.suffix.lower() == ".parquet":
         try:
             import pyarrow  # noqa: F401

@@ -11,10 +11,18 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 from synthloom.errors import UserError
-from synthloom.export.trl import id_rows, to_trl_kto, to_trl_preference, to_trl_reward, write_rows
+from synthloom.export.formats import PREFERENCE, PreferenceFormat
+from synthloom.export.trl import (
+    id_rows,
+    to_openai_preference,
+    to_trl_kto,
+    to_trl_preference,
+    to_trl_reward,
+    write_rows,
+)
 from synthloom.preference.rankings import (
     AggregateMethod,
     PairMode,
@@ -32,8 +40,9 @@ from synthloom.preference.types import (
     preference_items,
 )
 
-ExportFormat = Literal["dpo", "dpo-conversational", "reward", "kto", "kto-conversational"]
-FORMATS: tuple[str, ...] = get_args(ExportFormat)
+ExportFormat = PreferenceFormat
+FORMATS: tuple[str, ...] = tuple(PREFERENCE)
+DEFAULT_FORMAT: PreferenceFormat = "dpo-conversational"
 
 
 @dataclass
@@ -44,8 +53,13 @@ class PreferenceData:
     ids: list[dict[str, Any]]
     summary: dict[str, Any]
 
+    @property
+    def groups(self) -> list[str]:
+        """The split group of each row: its prompt (a prompt's pairs stay in one split)."""
+        return [str(i.get("prompt_id")) for i in self.ids]
+
     def write(self, out: Path, *, include_ids: bool = True) -> list[Path]:
-        """Write rows atomically as .jsonl or .parquet (plus `<stem>.ids.jsonl`)."""
+        """Write rows atomically as .jsonl or .parquet (plus `<name>.ids.jsonl`)."""
         return write_rows(self.rows, out, self.ids if include_ids else None)
 
 
@@ -64,9 +78,11 @@ def build_preference_data(
     *,
     mode: PairMode = "all",
     aggregate_method: AggregateMethod = "borda",
-    fmt: ExportFormat = "dpo",
+    fmt: ExportFormat = DEFAULT_FORMAT,
+    system: str | None = None,
 ) -> PreferenceData:
     """Aggregate rankings per prompt, turn them into pairs (or KTO rows) with texts.
+    `system` is the system prompt of every row (conversational formats only).
 
     Ties never give a pair; prompts whose responses all tie, or with fewer than two ranked
     responses, are counted in the summary. Several annotators of one prompt are combined
@@ -81,11 +97,15 @@ def build_preference_data(
         if pid in by_prompt:
             rs = by_prompt[pid]
             one = rs[0] if len(rs) == 1 else aggregate(rs, aggregate_method)
-            ranked.append(RankedPrompt(pid, group.prompt, group.responses, one))
+            ranked.append(RankedPrompt(pid, group.prompt, group.responses, one, system))
     unknown = sorted(set(by_prompt) - set(responses))
     if unknown:
         raise ValueError(f"rankings for unknown prompt ids {unknown}")
-    conversational = fmt.endswith("-conversational")
+    conversational = PREFERENCE[fmt].conversational
+    if system and not conversational:
+        raise UserError(
+            f"--system: the {fmt} format holds no system prompt; use {fmt}-conversational"
+        )
     agreement = agreement_report(rankings)
     summary: dict[str, Any] = {
         "format": fmt,
@@ -110,7 +130,12 @@ def build_preference_data(
     ]
     summary.update(stats.as_dict())
     summary["mode"] = mode
-    rows = (to_trl_reward if fmt == "reward" else to_trl_preference)(items, conversational)
+    if fmt == "openai-dpo":
+        rows = to_openai_preference(items)
+    elif fmt.startswith("reward"):
+        rows = to_trl_reward(items, conversational)
+    else:
+        rows = to_trl_preference(items, conversational)
     return PreferenceData(rows, id_rows(items), summary)
 
 
@@ -120,7 +145,8 @@ def preference_data_from_files(
     *,
     mode: PairMode = "all",
     aggregate_method: AggregateMethod = "borda",
-    fmt: ExportFormat = "dpo",
+    fmt: ExportFormat = DEFAULT_FORMAT,
+    system: str | None = None,
 ) -> PreferenceData:
     """load_responses + load_rankings + build_preference_data (for recipes and Python).
 
@@ -130,7 +156,12 @@ def preference_data_from_files(
     groups = load_responses(responses)
     placed = load_rankings_placed(rankings, groups)
     data = build_preference_data(
-        groups, [r for r, _ in placed], mode=mode, aggregate_method=aggregate_method, fmt=fmt
+        groups,
+        [r for r, _ in placed],
+        mode=mode,
+        aggregate_method=aggregate_method,
+        fmt=fmt,
+        system=system,
     )
     if not data.rows:
         raise UserError(_why_no_pairs(groups, placed))

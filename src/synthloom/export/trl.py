@@ -1,6 +1,9 @@
-"""Writers for TRL dataset types: preference (DPO), reward pairs with margin, unpaired (KTO).
+"""Writers for TRL dataset types: preference (DPO), reward pairs with margin, unpaired (KTO),
+and OpenAI's preference fine-tuning rows.
 
 Rows carry exactly the columns TRL documents; ids and provenance go to an optional sidecar.
+Conversational rows (lists of {role, content} messages) are the default: TRL applies the
+chat template to them; the standard (string) rows are for base models.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ def _completion(text: str, conversational: bool) -> Any:
     return [{"role": "assistant", "content": text}] if conversational else text
 
 
-def to_trl_preference(items: Sequence[PreferenceItem], conversational: bool = False) -> list[Row]:
+def to_trl_preference(items: Sequence[PreferenceItem], conversational: bool = True) -> list[Row]:
     """Rows ``{"prompt", "chosen", "rejected"}`` (explicit-prompt preference type)."""
     return [
         {
@@ -45,7 +48,7 @@ def to_trl_preference(items: Sequence[PreferenceItem], conversational: bool = Fa
     ]
 
 
-def to_trl_reward(items: Sequence[PreferenceItem], conversational: bool = False) -> list[Row]:
+def to_trl_reward(items: Sequence[PreferenceItem], conversational: bool = True) -> list[Row]:
     """Preference rows plus a float ``margin`` column (RewardTrainer's optional margin)."""
     rows = to_trl_preference(items, conversational)
     for i, (row, it) in enumerate(zip(rows, items, strict=True)):
@@ -55,13 +58,26 @@ def to_trl_reward(items: Sequence[PreferenceItem], conversational: bool = False)
     return rows
 
 
-def to_trl_kto(items: Sequence[KTOItem], conversational: bool = False) -> list[Row]:
+def to_trl_kto(items: Sequence[KTOItem], conversational: bool = True) -> list[Row]:
     """Rows ``{"prompt", "completion", "label"}`` (unpaired preference type)."""
     return [
         {
             "prompt": _prompt(it.prompt, it.system, conversational, i),
             "completion": _completion(it.completion, conversational),
             "label": bool(it.label),
+        }
+        for i, it in enumerate(items)
+    ]
+
+
+def to_openai_preference(items: Sequence[PreferenceItem]) -> list[Row]:
+    """OpenAI's preference (DPO) fine-tuning rows: ``{"input": {"messages"},
+    "preferred_output", "non_preferred_output"}``, one assistant message each."""
+    return [
+        {
+            "input": {"messages": _prompt(it.prompt, it.system, True, i)},
+            "preferred_output": _completion(it.chosen, True),
+            "non_preferred_output": _completion(it.rejected, True),
         }
         for i, it in enumerate(items)
     ]
@@ -101,9 +117,10 @@ def write_parquet_atomic(rows: Sequence[Row], path: str | os.PathLike[str]) -> P
 
 
 def sidecar_path(path: str | os.PathLike[str]) -> Path:
-    """``out/train.jsonl`` -> ``out/train.ids.jsonl``."""
+    """``out/dpo.parquet`` -> ``out/dpo.parquet.ids.jsonl``: named after the whole file name,
+    so ``dpo.jsonl`` and ``dpo.parquet`` side by side never share one."""
     p = Path(path)
-    return p.with_name(f"{p.stem}.ids.jsonl")
+    return p.with_name(f"{p.name}.ids.jsonl")
 
 
 def write_rows(
@@ -128,7 +145,7 @@ def export_preference(
     items: Sequence[PreferenceItem],
     path: str | os.PathLike[str],
     *,
-    conversational: bool = False,
+    conversational: bool = True,
     with_margin: bool = False,
     include_ids: bool = False,
 ) -> list[Path]:
@@ -141,7 +158,7 @@ def export_kto(
     items: Sequence[KTOItem],
     path: str | os.PathLike[str],
     *,
-    conversational: bool = False,
+    conversational: bool = True,
     include_ids: bool = False,
 ) -> list[Path]:
     """Write a TRL unpaired-preference (KTO) dataset; returns written paths."""

@@ -10,6 +10,7 @@ A step is one class in one module of `synthloom.steps`. It declares:
               one of the step's inputs or a run directory's own files (checked for it), and
               in a recipe it must resolve under the recipe's `out`
     datasets  the outputs that are dataset files: .jsonl or .parquet (checked for it)
+    dataset_dirs  those of them that may also be a `datasets` save_to_disk directory
     out_dir   True when `out` is a directory: in a recipe it defaults to `<out>/<step name>`
     command   False for a recipe-only step (no `synthloom NAME` command is generated for it)
 
@@ -40,6 +41,7 @@ class Step(ABC):
     inputs: ClassVar[tuple[str, ...]] = ("input",)
     outputs: ClassVar[tuple[str, ...]] = ("out",)
     datasets: ClassVar[tuple[str, ...]] = ()
+    dataset_dirs: ClassVar[tuple[str, ...]] = ()
     out_dir: ClassVar[bool] = False
     command: ClassVar[bool] = True
 
@@ -79,7 +81,9 @@ class Step(ABC):
         for name in self.datasets:
             value = getattr(self.params, name, None)
             if value is not None:
-                check_output_path(Path(value), what=labels.get(name, name))
+                check_output_path(
+                    Path(value), what=labels.get(name, name), directory=name in self.dataset_dirs
+                )
         for name, note, path in self.written():
             check_not_input(path, inputs, what=labels.get(name, name) + note)
 

@@ -3,22 +3,25 @@ pairs with margins, or KTO rows); no model calls."""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import click
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from synthloom.export.pairs import ExportFormat, preference_data_from_files
-from synthloom.export.trl import sidecar_path
+from synthloom.errors import UserError
+from synthloom.export.card import CardInfo, render
+from synthloom.export.formats import PREFERENCE, help_text
+from synthloom.export.pairs import DEFAULT_FORMAT, ExportFormat, preference_data_from_files
+from synthloom.export.write import planned_files, write_card, write_dataset
 from synthloom.preference.rankings import AggregateMethod, PairMode
 from synthloom.steps.base import Step
+from synthloom.steps.export import OutputParams
 from synthloom.terminal import visible
 
 
-class PairsParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class PairsParams(OutputParams):
     responses: Path = Field(
         ...,
         description="a responses run directory, or a .jsonl/.csv with prompt_id, prompt,"
@@ -39,36 +42,47 @@ class PairsParams(BaseModel):
         "borda", description="how several annotators' rankings of one prompt are combined"
     )
     format: ExportFormat = Field(
-        "dpo",
-        description="TRL dataset type (kto: best tier desirable, worst undesirable; --mode is"
-        " ignored)",
+        DEFAULT_FORMAT,
+        description="the dataset type (see the list above; kto: best tier desirable, worst"
+        " undesirable, --mode is ignored)",
     )
-    out: Path = Field(..., description="output file, .jsonl or .parquet (written atomically)")
-    ids: bool = Field(
-        True,
-        description="also write <out stem>.ids.jsonl: prompt/response ids and provenance per row",
+    system: str | None = Field(
+        None, description="a system prompt for every row (conversational formats only)"
+    )
+    out: Path = Field(
+        ...,
+        description="output: a .jsonl or .parquet file, or a directory name without a suffix"
+        " for a `datasets` save_to_disk directory (written atomically)",
     )
 
 
 class Pairs(Step):
-    """Turn rankings of responses into chosen/rejected pairs (no model calls)."""
-
     name = "pairs"
     Params = PairsParams
     inputs = ("responses", "rankings")
     datasets = ("out",)
+    dataset_dirs = ("out",)
 
     params: PairsParams
 
     def written(self) -> list[tuple[str, str, Path]]:
-        out = self.params.out
-        ids = [("out", " (its ids file)", sidecar_path(out))] if self.params.ids else []
-        return [("out", "", out), *ids]
+        p = self.params
+        return [
+            ("out", note, path)
+            for note, path in planned_files(p.out, p.split, ids=p.ids, card=p.card)
+        ]
 
     def _data(self) -> Any:
         p = self.params
+        if PREFERENCE[p.format].jsonl_only and p.out.suffix.lower() != ".jsonl":
+            raise UserError(f"--format {p.format}: OpenAI fine-tuning reads .jsonl files only")
         return preference_data_from_files(
-            p.responses, p.rankings, mode=p.mode, aggregate_method=p.aggregate, fmt=p.format
+            p.responses,
+            p.rankings,
+            mode=p.mode,
+            aggregate_method=p.aggregate,
+            fmt=p.format,
+            system=p.system,
         )
 
     def check(self) -> None:
@@ -76,14 +90,61 @@ class Pairs(Step):
 
     def run(self) -> dict[str, Any]:
         self.check_outputs()  # also when called from Python: never over an input
+        p = self.params
         data = self._data()
-        data.write(self.params.out, include_ids=self.params.ids)
-        return {**data.summary, "rows": len(data.rows)}
+        written = write_dataset(
+            data.rows,
+            p.out,
+            ids=data.ids if p.ids else None,
+            groups=data.groups,
+            shares=p.split,
+            seed=p.seed,
+        )
+        counts: dict[str, Any] = {**data.summary, "rows": len(data.rows)}
+        if p.split:
+            counts.update({f"rows_{k}": v for k, v in written.rows.items()})
+        counts["files"] = [str(f) for f in [*written.files, *written.ids_files]]
+        if p.card:
+            counts["card"] = str(write_card(p.out, render(self._card(data.summary, written))))
+        return counts
+
+    def _card(self, summary: dict[str, Any], written: Any) -> CardInfo:
+        p = self.params
+        from_run = (p.responses / "records.jsonl").is_file()
+        rows = sum(written.rows.values())
+        origin = "synthetic" if from_run else "from a responses file (origin not recorded)"
+        agreement = _agreement(summary["mean_kendall_tau"], summary["krippendorff_alpha"])
+        body = "\n".join(
+            [
+                f"- prompts ranked: {summary['prompts_in']} ({summary['prompts_without_ranking']}"
+                " more without a ranking)",
+                f"- rankings: {summary['rankings']} by {summary['annotators']} annotator(s);"
+                f" {summary['aggregated_prompts']} prompt(s) aggregated ({p.aggregate})",
+                f"- {agreement}",
+                f"- pairs: mode `{p.mode}`; prompts whose responses all tie give no pair"
+                f" ({summary['all_tie_prompts']}), nor prompts ranking fewer than 2 responses"
+                f" ({summary['too_few_responses']})",
+                "- rankings read from: " + ", ".join(f"`{r}`" for r in p.rankings),
+            ]
+        )
+        return CardInfo(
+            title=p.out.name,
+            fmt=PREFERENCE[p.format],
+            written=written,
+            out=p.out,
+            command=f"synthloom pairs --responses {p.responses} --format {p.format} --out {p.out}",
+            sources=[p.responses, *p.rankings],
+            counts={},
+            options={"split": p.split, "seed": p.seed, "system": p.system},
+            origins=Counter({origin: rows}),
+            sections=[("Rankings", body)],
+        )
 
     def after_cli(self, counts: dict[str, Any]) -> None:
         p, s = self.params, counts
         unit = "rows" if p.format.startswith("kto") else "pairs"
-        extra = f" (+ {sidecar_path(p.out)})" if p.ids else ""
+        others = [f for f in s["files"] if f != str(p.out)] + ([s["card"]] if "card" in s else [])
+        extra = f" (+ {', '.join(others)})" if others else ""
         lines = [
             f"wrote {s['rows']} {p.format} {unit} to {p.out}{extra}",
             f"prompts in: {s['prompts_in']} ({s['prompts_without_ranking']} more without a ranking)",
@@ -113,3 +174,9 @@ def _agreement(tau: float | None, alpha: float | None) -> str:
 
 def _num(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
+
+
+Pairs.__doc__ = (
+    "Turn rankings of responses into chosen/rejected pairs (no model calls)."
+    "\n\nFormats, and which trainers read them:\n\n" + help_text(PREFERENCE)
+)
