@@ -127,6 +127,13 @@ def _bad_value(info: FieldInfo) -> Any:
     return None
 
 
+def _given(info: FieldInfo) -> str:
+    """A value a required field accepts: the first choice of a Literal, else a file name."""
+    if typing.get_origin(info.annotation) is typing.Literal:
+        return str(typing.get_args(info.annotation)[0])
+    return "in.jsonl"
+
+
 CASES = [
     (name, field)
     for name in ALL
@@ -150,7 +157,7 @@ def test_cli_and_recipe_refuse_the_same_out_of_range_value(
         for a in (
             ("in.jsonl",)
             if _extra(fields[f]).get("argument")
-            else (option_name(f, fields[f]), "in.jsonl")
+            else (option_name(f, fields[f]), _given(fields[f]))
         )
     ]
     with pytest.raises(UserError) as from_cli:
@@ -158,7 +165,7 @@ def test_cli_and_recipe_refuse_the_same_out_of_range_value(
             args=[name, *args, flag, str(bad), "--out", str(tmp_path / "o")], standalone_mode=False
         )
     assert flag in str(from_cli.value)
-    params = ", ".join([f"{f}: in.jsonl" for f in required] + [f"{field}: {bad}"])
+    params = ", ".join([f"{f}: {_given(fields[f])}" for f in required] + [f"{field}: {bad}"])
     recipe = tmp_path / "r.yaml"
     recipe.write_text(f"steps:\n  - name: s\n    task: {name}\n    params: {{{params}}}\n")
     with pytest.raises(UserError) as from_recipe:

@@ -13,6 +13,7 @@ import yaml
 
 import synthloom
 from synthloom.errors import UserError
+from synthloom.export.sft import turns
 from synthloom.steps.registry import step_names
 from synthloom.testing.stub_server import StubServer
 from tests.conftest import synthloom as cli
@@ -32,6 +33,13 @@ NEEDS_PEOPLE = {
     for r in RECIPES
     if any(s["task"] in ("review", "review-export") for s in yaml.safe_load(r.read_text())["steps"])
 }
+
+
+SPLITS = ("train", "validation", "test")
+
+
+def _split_file(path: Path, split: str) -> Path:
+    return path.with_name(f"{path.stem}.{split}{path.suffix}")
 
 
 def _lines(path: Path) -> list[dict[str, Any]]:
@@ -57,7 +65,7 @@ def test_every_step_output_is_used_or_is_a_final_output(recipe: Path) -> None:
     steps were exported, but the `docs` step's records were not)."""
     steps = yaml.safe_load(recipe.read_text())["steps"]
     for i, step in enumerate(steps):
-        if step["task"] in ("export", "pairs"):
+        if step["task"] in ("export", "pairs", "mix"):  # final outputs: dataset files
             continue
         later = json.dumps([s["params"] for s in steps[i + 1 :]])
         assert f"${{steps.{step['name']}}}" in later, f"{recipe.name}: {step['name']} is unused"
@@ -100,19 +108,20 @@ def test_example_recipe_runs_on_the_embedded_model(recipe: Path, tmp_path: Path)
                     assert r["provenance"] is None and r["notes"]["source"]
                     continue
                 assert r["provenance"]["backend"] == "embedded" and r["provenance"]["template"]
-        elif step["task"] == "export":
-            rows = _lines(_fill(params["path"], out))
+        elif step["task"] in ("export", "mix"):
+            path = _fill(params.get("path") or params["out"], out)
+            files = [_split_file(path, s) for s in SPLITS] if params.get("split") else [path]
+            rows = [row for f in files if f.exists() for row in _lines(f)]
+            assert rows and Path(f"{path}.README.md").is_file()  # the dataset card
+            if step["task"] == "mix":
+                assert all(r["origin"] in ("real", "synthetic") and r["provenance"] for r in rows)
+                continue
             source = _lines(_fill(params["input"], out) / "records.jsonl")
-            assert rows
-            if params["format"] == "alpaca":  # one row per Self-Instruct instance
-                assert {r["instruction"] for r in rows} <= {
-                    r["data"]["instruction"] for r in source
-                }
-            else:  # one row per record
-                assert len(rows) <= len(source)
+            # one row per SFT turn (a Self-Instruct task teaches one per instance)
+            assert len(rows) <= sum(max(1, len(turns(r))) for r in source)
         elif step["task"] == "pairs":
             path = _fill(params["out"], out)
-            rows, ids = _lines(path), _lines(path.with_suffix(".ids.jsonl"))
+            rows, ids = _lines(path), _lines(Path(f"{path}.ids.jsonl"))
             assert len(rows) == len(ids)
             assert all(set(r) == {"prompt", "chosen", "rejected"} for r in rows)
             assert all(r["chosen"] != r["rejected"] for r in rows)
