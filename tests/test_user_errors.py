@@ -289,6 +289,29 @@ def test_plain_text_answer_is_fatal_not_retried(tmp_path: Path) -> None:
     assert site.requests.count("POST /v1/chat/completions") == 1
 
 
+def test_a_recipe_names_its_key_where_a_command_names_its_option(tmp_path: Path) -> None:
+    """The backend says `base_url`; the command line shows --base-url (tests above), a recipe
+    its own key, and the Python API the setting."""
+    routes = {"/v1/models": (200, "application/json", MODELS)}
+    with WebServer((200, "text/html", PAGE), routes) as site:
+        recipe = tmp_path / "r.yaml"
+        recipe.write_text(
+            f"out: {tmp_path / 'out'}\n"
+            f"model: {{backend: openai, base_url: '{site.url}/v1', model: m}}\n"
+            "steps:\n  - {name: q, task: qa, params: {topic: returns, n: 1}}\n"
+        )
+        result = synthloom("run", str(recipe))
+    assert result.returncode == 2
+    line = result.stderr.strip().splitlines()[-1]  # after the step's header line
+    assert line.startswith("synthloom: error: ") and "Traceback" not in result.stderr
+    assert "answered with an HTML page" in line and "check `base_url`" in line
+    assert "--base-url" not in result.stderr
+    from synthloom.llm.openai_http import OpenAIBackend
+
+    with pytest.raises(UserError, match="^`base_url` must start with http"):
+        OpenAIBackend("ftp://example.com/v1", "m")
+
+
 def test_base_url_without_v1_is_hinted_before_any_call(tmp_path: Path, stub: StubServer) -> None:
     root = stub.base_url.removesuffix("/v1")
     result = _qa_at(root, tmp_path / "run")

