@@ -273,9 +273,13 @@ async def _execute(
         if show_progress and not (fatal and nothing_done):
             print_summary(summary)
         if status == "interrupted":
-            console.print(
-                f"[yellow]Interrupted.[/] {run.written + run.already_present} records are safe in"
-                f" {run.path}. Run the same command again to resume; finished calls are cached."
+            safe = run.written + run.already_present
+            console.print(  # Text(): a path is never markup
+                Text.assemble(
+                    ("Interrupted.", "yellow"),
+                    f" {safe} records are safe in {visible(run.path)}. Run the same command"
+                    " again to resume; finished calls are cached.",
+                )
             )
     if summary.units_ok == 0 and summary.units_failed > 0:
         raise RunFailed(

@@ -28,11 +28,12 @@ def run(recipe: Path, steps: tuple[str, ...], out: Path | None, check: bool) -> 
     the current directory. Run it again to resume: finished calls come from the cache.
     """
     from synthloom.recipes.runner import check_recipe, run_recipe
+    from synthloom.terminal import visible
 
     only = list(steps) or None
     if check:
         plan = check_recipe(recipe, only=only, out=out)
         later = f"; checked when they run: {', '.join(plan.deferred)}" if plan.deferred else ""
-        click.echo(f"{recipe}: ok ({len(plan.steps)} steps{later})")
+        click.echo(visible(f"{recipe}: ok ({len(plan.steps)} steps{later})"))
         return
     run_recipe(recipe, only=only, out=out)
