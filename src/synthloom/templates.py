@@ -94,11 +94,14 @@ class Template:
 
     def messages(self, **variables: Any) -> list[dict[str, str]]:
         messages: list[dict[str, str]] = []
+        # One context for every block: a block's `{% set %}` stays in the block (Jinja keeps
+        # it in the block's own frame), and a context costs more than rendering a block.
+        context = self._template.new_context(variables)
         for role in ROLES:
             block = self._template.blocks.get(role)
             if block is None:
                 continue
-            text = "".join(block(self._template.new_context(variables)))
+            text = "".join(block(context))
             content = "\n".join(text.splitlines()).strip()
             if content:
                 messages.append({"role": role, "content": content})

@@ -3,10 +3,13 @@
 Every model answer is stored under its call key. Writes never block the event loop: they are
 buffered for up to 50 ms (or 512 items) and handed to one writer thread that commits each
 batch in one transaction. Handing over per item would wake the writer for every call, and the
-resulting GIL hand-offs cost more than the HTTP request itself (measured: see benchmarks/). The same thread also appends records to
-run outputs (`submit`), strictly after the cache writes queued before them, so a record is
-never on disk before the answers it was made from: a resumed run re-pays at most the calls
-that were in flight when the process died.
+resulting GIL hand-offs cost more than the HTTP request itself (measured: see benchmarks/).
+A batch is inserted with one statement (the answers' journal lines as one JSON array, read by
+SQLite's `json_each`), not `executemany`: that releases and re-takes the GIL once per row,
+and while the event loop holds the GIL each re-take waits up to the 5 ms switch interval, so
+the writer fell behind the answers by tens of thousands (issue 12). At most MAX_BACKLOG answers
+wait for their commit: past that, new calls wait (`room`) until the writer catches up.
+`submit` runs a function on the writer thread after the cache writes queued before it.
 
 Misses do not touch SQLite: the writer thread first loads a 60-bit prefix of every stored key
 into a set (about 65 MB and 1 s per million cached calls), and `get` reads the database only
@@ -40,6 +43,8 @@ try:
 except ImportError:  # not on Windows: journals of live processes are then not told apart
     fcntl = None  # type: ignore[assignment]
 
+import orjson
+
 from synthloom.errors import UserError, is_path_error, path_error
 from synthloom.llm.base import Completion
 
@@ -67,6 +72,22 @@ CREATE TABLE IF NOT EXISTS served_models (
 _STOP = object()
 _BATCH_SECONDS = 0.05
 _BATCH_ITEMS = 512
+MAX_BACKLOG = 8192  # answers waiting for their commit before new calls wait for the writer
+# One statement per batch: the rows are the journal lines [key, text, finish_reason,
+# prompt_tokens, completion_tokens, created, served model, logprobs?] as one JSON array.
+_INSERT_CALLS = (
+    "INSERT OR IGNORE INTO calls SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),"
+    " json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'),"
+    " json_extract(value, '$[5]') FROM json_each(?)"
+)
+_INSERT_SERVED = (
+    "INSERT OR IGNORE INTO served_models SELECT json_extract(value, '$[0]'),"
+    " json_extract(value, '$[6]') FROM json_each(?) WHERE json_extract(value, '$[6]') IS NOT NULL"
+)
+_INSERT_LOGPROBS = (
+    "INSERT OR IGNORE INTO token_logprobs SELECT json_extract(value, '$[0]'),"
+    " json_extract(value, '$[7]') FROM json_each(?) WHERE json_array_length(value) > 7"
+)
 _JOURNAL_ROTATE_BYTES = 8 << 20
 _SELECT = (
     "SELECT c.text, c.finish_reason, c.prompt_tokens, c.completion_tokens, c.created, s.model,"
@@ -104,6 +125,9 @@ class ResponseCache:
         self._buffer: list[object] = []
         self._timer: asyncio.TimerHandle | None = None
         self._error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._drained: asyncio.Event | None = None  # set by the writer when the backlog shrinks
+        self._json_each = True  # SQLite has json_each (else executemany, slower under load)
         self._thread = threading.Thread(target=self._writer, name="synthloom-writer", daemon=True)
         self._thread.start()
 
@@ -123,10 +147,30 @@ class ResponseCache:
 
     def put(self, key: str, completion: Completion) -> None:
         """Store an answer: in the journal at once, in SQLite with the next batch."""
-        self._journal(key, completion)
+        line = self._journal(key, completion)
         self._pending[key] = completion
         self._added.add(int(key[:15], 16))
-        self._enqueue(key)
+        self._enqueue((key, line))
+
+    @property
+    def backlog(self) -> int:
+        """Answers stored but not committed yet."""
+        return len(self._pending)
+
+    async def room(self) -> None:
+        """Wait while more than MAX_BACKLOG answers wait for their commit (backpressure: the
+        writer never falls behind the answers by more than that)."""
+        while len(self._pending) > MAX_BACKLOG:
+            if self._error is not None or not self._thread.is_alive():
+                raise self._user_error(self._error or RuntimeError("cache writer stopped"))
+            self._hand_over()
+            if self._drained is None:
+                self._drained = asyncio.Event()
+            self._drained.clear()
+            try:
+                await asyncio.wait_for(self._drained.wait(), 0.5)
+            except TimeoutError:
+                pass
 
     def submit(self, fn: Callable[[], None]) -> None:
         """Run `fn` on the writer thread after every cache write queued before it."""
@@ -144,6 +188,7 @@ class ResponseCache:
             except RuntimeError:  # called outside an event loop: hand over at once
                 self._hand_over()
                 return
+            self._loop = loop
             self._timer = loop.call_later(_BATCH_SECONDS, self._hand_over)
 
     def _hand_over(self) -> None:
@@ -177,12 +222,17 @@ class ResponseCache:
             self._journal_fd = self._journal_path = None
 
     # -- the answer journal -------------------------------------------------------------
-    def _journal(self, key: str, c: Completion) -> None:
-        line = json.dumps(
-            [key, c.text, c.finish_reason, c.prompt_tokens, c.completion_tokens, c.created, c.model]
-            + ([c.logprobs] if c.logprobs else [])
-        )
-        data = (line + "\n").encode()
+    def _journal(self, key: str, c: Completion) -> bytes:
+        """Append the answer to the journal; return its line (JSON, without the newline)."""
+        row = [key, c.text, c.finish_reason, c.prompt_tokens, c.completion_tokens, c.created]
+        row.append(c.model)
+        if c.logprobs:
+            row.append(c.logprobs)
+        try:
+            line = orjson.dumps(row)
+        except (TypeError, orjson.JSONEncodeError):  # e.g. a lone surrogate in the text
+            line = json.dumps(row).encode()
+        data = line + b"\n"
         try:
             if self._journal_fd is None or self._journal_bytes >= _JOURNAL_ROTATE_BYTES:
                 self._rotate_journal()
@@ -191,6 +241,7 @@ class ResponseCache:
         except OSError as exc:
             raise self._user_error(exc) from None
         self._journal_bytes += len(data)
+        return line
 
     def _rotate_journal(self) -> None:
         """Start a new journal file; the old one is deleted by the writer thread once every
@@ -242,25 +293,66 @@ class ResponseCache:
             conn.close()
 
     def _write_batch(self, conn: sqlite3.Connection, batch: list[object]) -> bool:
-        keys: list[str] = []
+        rows: list[tuple[str, bytes]] = []
         for item in batch:
-            if isinstance(item, str):
-                keys.append(item)
+            if isinstance(item, tuple):
+                rows.append(item)
                 continue
-            self._commit(conn, keys)
-            keys = []
+            self._commit(conn, rows)
+            rows = []
             if item is _STOP:
                 return True
             item()  # type: ignore[operator]
-        self._commit(conn, keys)
+        self._commit(conn, rows)
         return False
 
-    def _commit(self, conn: sqlite3.Connection, keys: list[str]) -> None:
-        if not keys:
+    def _commit(self, conn: sqlite3.Connection, rows: list[tuple[str, bytes]]) -> None:
+        if not rows:
             return
-        rows = []
-        logprobs = []
-        served = []
+        served = logprobs = False
+        for key, _ in rows:
+            c = self._pending[key]
+            served = served or c.model is not None
+            logprobs = logprobs or bool(c.logprobs)
+        conn.execute("BEGIN")
+        try:
+            if self._json_each:
+                try:
+                    self._insert_json(conn, rows, served, logprobs)
+                except sqlite3.OperationalError as exc:  # an SQLite without JSON functions
+                    if "json" not in str(exc):
+                        raise
+                    self._json_each = False
+            if not self._json_each:
+                self._insert_rows(conn, [key for key, _ in rows])
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        for key, _ in rows:
+            self._pending.pop(key, None)
+        loop, drained = self._loop, self._drained
+        if drained is not None and loop is not None and len(self._pending) <= MAX_BACKLOG // 2:
+            try:
+                loop.call_soon_threadsafe(drained.set)
+            except RuntimeError:  # the loop is closed
+                pass
+
+    @staticmethod
+    def _insert_json(
+        conn: sqlite3.Connection, rows: list[tuple[str, bytes]], served: bool, logprobs: bool
+    ) -> None:
+        """One statement per table for the whole batch: the GIL is released once."""
+        data = (b"[" + b",".join(line for _, line in rows) + b"]").decode()
+        conn.execute(_INSERT_CALLS, (data,))
+        if served:
+            conn.execute(_INSERT_SERVED, (data,))
+        if logprobs:
+            conn.execute(_INSERT_LOGPROBS, (data,))
+
+    def _insert_rows(self, conn: sqlite3.Connection, keys: list[str]) -> None:
+        rows, logprobs, served = [], [], []
         for key in keys:
             c = self._pending[key]
             rows.append(
@@ -270,15 +362,11 @@ class ResponseCache:
                 logprobs.append((key, json.dumps(c.logprobs)))
             if c.model is not None:
                 served.append((key, c.model))
-        conn.execute("BEGIN")
         conn.executemany("INSERT OR IGNORE INTO calls VALUES (?, ?, ?, ?, ?, ?)", rows)
         if logprobs:
             conn.executemany("INSERT OR IGNORE INTO token_logprobs VALUES (?, ?)", logprobs)
         if served:
             conn.executemany("INSERT OR IGNORE INTO served_models VALUES (?, ?)", served)
-        conn.execute("COMMIT")
-        for key in keys:
-            self._pending.pop(key, None)
 
 
 def _drop_journal(path: Path, fd: int) -> None:

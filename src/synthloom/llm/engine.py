@@ -22,12 +22,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+import orjson
 from pydantic import BaseModel, ValidationError
 
 from synthloom.errors import BackendFatal
 from synthloom.llm import structured
 from synthloom.llm.base import Backend, CallError, Completion
-from synthloom.llm.cache import ResponseCache
+from synthloom.llm.cache import MAX_BACKLOG, ResponseCache
 from synthloom.llm.limits import AdaptiveConcurrency, RateLimits, SlotTimeout
 from synthloom.validation import one_line
 
@@ -136,7 +137,9 @@ class Engine:
         self._answered = False  # a call has been answered (network or cache)
         self._server_messages: Counter[tuple[int, str]] = Counter()  # 5xx validation texts
         self._negotiation = asyncio.Lock()
-        self._identity = json.dumps(backend.cache_identity())
+        self._identity = json.dumps(backend.cache_identity()).encode()
+        # response_format per (schema, mode), built once, with its canonical JSON for keys
+        self._formats: dict[tuple[type[BaseModel], str], tuple[dict[str, Any] | None, bytes]] = {}
 
     # -- public -------------------------------------------------------------------------
     async def complete(
@@ -188,11 +191,28 @@ class Engine:
         raise CallFailed("invalid_output", last_error)
 
     def key(self, body: dict[str, Any], sample: int, attempt: int) -> str:
-        blob = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        h = hashlib.sha256(self._identity.encode())
-        h.update(blob.encode())
+        """sha256 of the backend identity, the body as canonical JSON (sorted keys, no spaces,
+        UTF-8: `json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`,
+        byte for byte), sample and attempt."""
+        h = hashlib.sha256(self._identity)
+        h.update(self._canonical(body))
         h.update(f"|{sample}|{attempt}".encode())
         return h.hexdigest()
+
+    def _canonical(self, body: dict[str, Any]) -> bytes:
+        """`body` as canonical JSON (see `key`), the parts that repeat from call to call (the
+        response format with its schema) encoded once."""
+        parts = []
+        for name in sorted(body):
+            value = body[name]
+            if name == "response_format":
+                encoded = next(
+                    (enc for fmt, enc in self._formats.values() if fmt is value), None
+                ) or canonical_json(value)
+            else:
+                encoded = canonical_json(value)
+            parts.append(orjson.dumps(name) + b":" + encoded)
+        return b"{" + b",".join(parts) + b"}"
 
     def provenance_params(self, **sampling: Any) -> dict[str, Any]:
         return self.sampling.merged(**sampling)
@@ -214,10 +234,19 @@ class Engine:
         if seed is not None:
             body["seed"] = seed
         if schema is not None and mode is not None:
-            fmt = structured.response_format(schema, mode)
+            fmt = self._response_format(schema, mode)
             if fmt is not None:
                 body["response_format"] = fmt
         return body
+
+    def _response_format(self, schema: type[BaseModel], mode: str) -> dict[str, Any] | None:
+        """The request's response_format, built (and encoded for keys) once per schema and
+        mode. It is shared by every body: nothing may modify it."""
+        known = self._formats.get((schema, mode))
+        if known is None:
+            fmt = structured.response_format(schema, mode)
+            known = self._formats[(schema, mode)] = (fmt, canonical_json(fmt))
+        return known[0]
 
     async def _structured(
         self,
@@ -318,6 +347,12 @@ class Engine:
             if self._fatal is not None:  # decided while this call waited for its slot
                 limiter.release(ok=False)
                 raise BackendFatal(self._fatal)
+            if self.cache.backlog > MAX_BACKLOG:  # the cache's writer is behind: wait for it,
+                try:  # holding the slot, so no more answers pile up meanwhile
+                    await self.cache.room()
+                except BaseException:
+                    limiter.release(ok=False)
+                    raise
             if self.rates.active:
                 estimate = sum(len(m.get("content") or "") for m in body["messages"]) // 4
                 await self.rates.acquire(estimate + int(body.get("max_tokens") or 256))
@@ -379,6 +414,26 @@ class Engine:
             return retry_after + self._rng.uniform(0, min(1.0, retry_after / 10))
         ceiling = min(self.backoff_max, self.backoff_base * (2 ** (attempt - 1)))
         return self._rng.uniform(ceiling / 2, ceiling)
+
+
+def canonical_json(value: Any) -> bytes:
+    """`json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)` as UTF-8.
+    Chat messages (dicts of strings) go through orjson, whose output for strings is the same
+    byte for byte (tests/test_engine.py checks every code point); anything else through json
+    (its float and special-value spelling differs from orjson's)."""
+    kind = type(value)
+    if kind is int:
+        return b"%d" % value
+    if kind is list and all(_plain_message(m) for m in value) or kind is str:
+        try:
+            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:  # a lone surrogate: json writes it, encode() refuses
+            pass
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _plain_message(m: Any) -> bool:
+    return type(m) is dict and all(type(k) is str and type(v) is str for k, v in m.items())
 
 
 def _refuses_format(err: CallError) -> bool:

@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 import aiohttp
+import orjson
 
 from synthloom.errors import BackendFatal, UserError
 from synthloom.llm.base import Backend, CallError, Completion, token_logprobs
@@ -118,7 +119,7 @@ class OpenAIBackend(Backend):
 
     async def complete(self, body: dict[str, Any], timeout: float) -> Completion:
         assert self._session is not None, "backend not started"
-        payload = json.dumps({"model": self.model, **body}).encode()
+        payload = _dumps({"model": self.model, **body})
         if self._timeout is None or self._timeout.total != timeout:
             self._timeout = aiohttp.ClientTimeout(total=timeout)
         try:
@@ -143,6 +144,21 @@ class OpenAIBackend(Backend):
         if completion.model is not None:
             self.served_model = completion.model
         return completion
+
+
+def _dumps(body: dict[str, Any]) -> bytes:
+    """The request as JSON (orjson: ten times faster than json; servers read the same values)."""
+    try:
+        return orjson.dumps(body)
+    except (TypeError, orjson.JSONEncodeError):  # e.g. a lone surrogate: json escapes it
+        return json.dumps(body).encode()
+
+
+def _loads(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:  # orjson refuses what json takes (a lone \ud800 escape...)
+        return json.loads(raw)
 
 
 def _looks_like_html(raw: bytes, content_type: str) -> bool:
@@ -189,7 +205,7 @@ def _parse_body(
             fatal=True,
         )
     try:
-        data = json.loads(raw)
+        data = _loads(raw)
         choice = data["choices"][0]
         text = choice["message"]["content"] or ""
         usage = data.get("usage") or {}

@@ -1,0 +1,142 @@
+"""The per-record path made fast (issue 12, items 4 and 5) keeps what users rely on: the same
+cache keys as before (old caches and run directories still resume), record lines that JSON
+can always split on newlines, and a writer that never falls behind the answers unboundedly."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import threading
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from synthloom import templates
+from synthloom.llm import cache as cache_module
+from synthloom.llm import engine as engine_module
+from synthloom.llm.cache import ResponseCache
+from synthloom.llm.engine import Engine, canonical_json
+from synthloom.llm.openai_http import OpenAIBackend
+from synthloom.runner import run_task
+from synthloom.settings import ModelSettings
+from synthloom.tasks.distill import DistillParams, DistillTask
+from synthloom.testing.stub_server import StubServer
+
+
+def _old_key(identity: list[str], body: dict, sample: int, attempt: int) -> str:
+    """How cache keys were computed before the fast path (the oracle)."""
+    blob = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    h = hashlib.sha256(json.dumps(identity).encode())
+    h.update(blob.encode())
+    h.update(f"|{sample}|{attempt}".encode())
+    return h.hexdigest()
+
+
+class Pair(BaseModel):
+    question: str
+    answer: str
+
+
+def test_canonical_json_is_json_dumps_for_every_character() -> None:
+    chars = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF)
+    for start in range(0, len(chars), 4096):
+        piece = chars[start : start + 4096]
+        messages = [{"role": "user", "content": piece}, {"content": piece[::-1], "role": "x"}]
+        expected = json.dumps(messages, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        assert canonical_json(messages) == expected.encode()
+    for value in (384, -1, 0.7, 1e-05, 1e16, True, None, "é\u2028", {"b": [1.5, "x"], "a": None}):
+        expected = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        assert canonical_json(value) == expected.encode(), value
+
+
+@pytest.mark.parametrize("mode", ["json_schema", "json_object", "prompt", None])
+def test_cache_keys_are_those_of_earlier_versions(tmp_path: Path, mode: str | None) -> None:
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    backend = OpenAIBackend("http://127.0.0.1:9/v1", "m", api_key_env=None)
+    engine = Engine(backend, cache, seed=3)
+    messages = [
+        {"role": "system", "content": 'Be brief.\n"quoted" \\ back\tslash'},
+        {"role": "user", "content": "Café ☕ — line\u2028sep \x00\x1f\x7f 日本語 🎉"},
+    ]
+    params = {"max_tokens": 384, "temperature": 0.7, "top_p": 1e-05}
+    for attempt in range(3):  # the response format object is reused from the second call on
+        body = engine._body(messages, params, 5, attempt, Pair if mode else None, mode)
+        assert engine.key(body, 5, attempt) == _old_key(backend.cache_identity(), body, 5, attempt)
+    cache.close()
+
+
+def test_record_lines_stay_one_record_per_line_with_line_separators(
+    tmp_path: Path, stub: StubServer
+) -> None:
+    text = "Réponse: first\u2028second\u2029third\x85fourth — 日本語 🎉"
+    stub.configure(responder=lambda body: text)
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": f"q{i}\u2028?"}) + "\n" for i in range(40)))
+    settings = ModelSettings(backend="openai", base_url=stub.base_url, model="m", concurrency=8)
+    task = DistillTask(DistillParams(input=prompts))
+    summary = run_task(task, settings, tmp_path / "run", show_progress=False)
+    assert summary.records_new == 40
+    raw = (tmp_path / "run" / "records.jsonl").read_bytes()
+    assert raw.isascii()  # every non-ASCII character escaped: no line can break inside a record
+    lines = raw.decode().split("\n")
+    assert lines[-1] == "" and len(lines) == 41
+    records = [json.loads(line) for line in lines[:-1]]
+    assert {r["data"]["response"] for r in records} == {text}
+    assert {r["data"]["prompt"] for r in records} == {f"q{i}\u2028?" for i in range(40)}
+
+
+def test_a_set_in_the_system_block_stays_in_it() -> None:
+    t = templates.from_source(
+        "t",
+        "{% block system %}{% set x = 'system' %}S {{ x }}{% endblock %}"
+        "{% block user %}U {{ x }}{% endblock %}",
+    )
+    assert t.messages(x="given") == [
+        {"role": "system", "content": "S system"},
+        {"role": "user", "content": "U given"},
+    ]
+
+
+def test_answers_waiting_for_a_stuck_writer_are_bounded(
+    tmp_path: Path, stub: StubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the cache's writer cannot commit, at most MAX_BACKLOG answers (plus the calls in
+    flight) are taken; then calls wait, and all finish once the writer goes on."""
+    limit, concurrency, calls = 100, 16, 400
+    monkeypatch.setattr(cache_module, "MAX_BACKLOG", limit)
+    monkeypatch.setattr(engine_module, "MAX_BACKLOG", limit)
+    release = threading.Event()
+
+    async def go() -> tuple[int, int]:
+        cache = ResponseCache(tmp_path / "c.sqlite")
+        backend = OpenAIBackend(stub.base_url, "stub", api_key_env=None)
+        await backend.start()
+        engine = Engine(backend, cache, concurrency=concurrency)
+        cache.submit(lambda: release.wait(30))  # the writer is stuck behind this
+        done = 0
+
+        async def one(i: int) -> None:
+            nonlocal done
+            await engine.complete([{"role": "user", "content": f"q{i}"}])
+            done += 1
+
+        tasks = [asyncio.ensure_future(one(i)) for i in range(calls)]
+        for _ in range(100):  # until the calls stop being answered
+            await asyncio.sleep(0.05)
+            if stub.stats.completed >= limit and engine.stats.calls == stub.stats.completed:
+                before = stub.stats.completed
+                await asyncio.sleep(0.3)
+                if stub.stats.completed == before:
+                    break
+        stalled = stub.stats.completed
+        release.set()
+        await asyncio.gather(*tasks)
+        await backend.close()
+        cache.close()
+        return stalled, done
+
+    stalled, done = asyncio.run(go())
+    assert limit < stalled <= limit + 2 * concurrency
+    assert done == calls and stub.stats.completed == calls
