@@ -140,21 +140,19 @@ class NearDedup:
         if len(rows) == 0:
             return result
         keys = self._band_keys(flat, offsets, rows)
-        buckets: dict[tuple[int, int], list[int]] = {}
-        sets: dict[int, set[int]] = {}
+        buckets: dict[int, list[int]] = {}  # band key -> kept rows, in order
 
         def shingle_set(i: int) -> set[int]:
-            found = sets.get(i)
-            if found is None:
-                found = sets[i] = set(flat[offsets[i] : offsets[i + 1]].tolist())
-            return found
+            return set(flat[offsets[i] : offsets[i + 1]].tolist())
 
         for row, band_keys in zip(rows.tolist(), keys.tolist(), strict=True):
-            slots = [(b, k) for b, k in enumerate(band_keys)]
             if row >= n_ref:
-                candidates = sorted({c for s in slots for c in buckets.get(s, ())})
-                mine = shingle_set(row) if candidates else set()
-                for c in candidates:
+                found: set[int] = set()
+                for key in band_keys:
+                    if (kept := buckets.get(key)) is not None:
+                        found.update(kept)
+                mine = shingle_set(row) if found else set()
+                for c in sorted(found):
                     other = shingle_set(c)
                     score = len(mine & other) / len(mine | other)
                     if score >= self.threshold:
@@ -162,8 +160,8 @@ class NearDedup:
                         break
                 if result[row] is not None:
                     continue
-            for s in slots:
-                buckets.setdefault(s, []).append(row)
+            for key in band_keys:
+                buckets.setdefault(key, []).append(row)
         return result
 
     def _band_keys(self, flat: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -182,8 +180,8 @@ class NearDedup:
             flat[index], sub_offsets, self.num_perm, self.seed
         )
         sig = np.array(sub.to_rows(), dtype=np.uint64).reshape(len(rows), self.bands, self.rows)
-        key = np.zeros(sig.shape[:2], dtype=np.uint64)
-        for r in range(self.rows):
+        key = np.broadcast_to(np.arange(self.bands, dtype=np.uint64), sig.shape[:2]).copy()
+        for r in range(self.rows):  # the band's number first: equal values in two bands differ
             key = _mix(key ^ sig[:, :, r])
         return key
 
@@ -242,33 +240,74 @@ def shingle_hashes(texts: Sequence[str], ngram: int = 5) -> tuple[np.ndarray, np
     return flat, offsets
 
 
-def _shingle_batch(texts: Sequence[str], ngram: int) -> tuple[np.ndarray, np.ndarray]:
-    import rensa
+_ASCII_SEPARATORS = str.maketrans(
+    {chr(c): " " for c in range(128) if not (chr(c).isalnum() or chr(c) == "_")}
+)
+_P = np.uint64(0x100000001B3)  # FNV's 64-bit prime
+_WHOLE = np.uint64(0x5DEECE66D)  # seeds the hash of a text shorter than one shingle
 
-    tokens = [words(t) for t in texts]
-    lengths = np.fromiter((len(t) for t in tokens), dtype=np.int64, count=len(tokens))
-    word_hashes = np.array(
-        rensa.RMinHash.hash_token_sets([[w for t in tokens for w in t]])[0], dtype=np.uint64
-    )
+
+def _spaced_words(text: str) -> str:
+    """The text's :func:`words` separated by single spaces or other separators (no newline):
+    for ASCII text a lowercase copy with every non-word character made a space (the same words
+    as ``\\w+`` finds; NFKC and casefold change nothing there), else the words joined."""
+    if text.isascii():
+        return text.lower().translate(_ASCII_SEPARATORS)
+    return " ".join(words(text))
+
+
+def _word_hashes(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(hash of every word in order, words per text), vectorised over the UTF-8 bytes: a
+    polynomial hash of each word's bytes modulo 2**64, one byte position at a time over all
+    the words that long, then mixed with the word's length."""
+    buf = np.frombuffer("\n".join(map(_spaced_words, texts)).encode(), dtype=np.uint8)
+    n = len(texts)
+    if len(buf) == 0:
+        return np.zeros(0, dtype=np.uint64), np.zeros(n, dtype=np.int64)
+    newline = buf == 10
+    inside = ~newline & (buf != 32)
+    before = np.concatenate(([False], inside[:-1]))
+    after = np.concatenate((inside[1:], [False]))
+    starts = np.flatnonzero(inside & ~before)
+    ends = np.flatnonzero(inside & ~after) + 1
+    text_of = np.cumsum(newline)[starts]
+    counts = np.bincount(text_of, minlength=n).astype(np.int64)
+    lengths = ends - starts
+    order = np.argsort(-lengths, kind="stable")  # longest first: the words still going
+    first, size = starts[order], lengths[order]  # at byte j are a prefix of this order
+    hashes_sorted = np.zeros(len(order), dtype=np.uint64)
+    for j in range(int(size[0]) if len(size) else 0):
+        live = int(np.searchsorted(-size, -j, side="left"))  # words longer than j bytes
+        hashes_sorted[:live] = hashes_sorted[:live] * _P + buf[first[:live] + j]
+    hashes = np.empty_like(hashes_sorted)
+    hashes[order] = hashes_sorted
+    return _mix(hashes ^ (ends - starts).astype(np.uint64)), counts
+
+
+def _shingle_batch(texts: Sequence[str], ngram: int) -> tuple[np.ndarray, np.ndarray]:
+    word_hashes, lengths = _word_hashes(texts)
     counts = np.where(lengths < ngram, 1, lengths - ngram + 1)
     offsets = np.zeros(len(texts) + 1, dtype=np.uint64)
     np.cumsum(counts, out=offsets[1:])
     flat = np.empty(int(offsets[-1]), dtype=np.uint64)
+    word_starts = np.cumsum(lengths) - lengths
     long = np.flatnonzero(lengths >= ngram)
     if len(long):
         last = len(word_hashes) - ngram + 1
         grams = np.zeros(last, dtype=np.uint64)
         for k in range(ngram):
             grams = _mix(grams ^ word_hashes[k : last + k])
-        word_starts = np.cumsum(lengths) - lengths
         n_grams = counts[long]
         within = _ranges(n_grams)
         target = np.repeat(offsets[:-1][long].astype(np.int64), n_grams) + within
         flat[target] = grams[np.repeat(word_starts[long], n_grams) + within]
-    short = np.flatnonzero(lengths < ngram)
+    short = np.flatnonzero(lengths < ngram)  # one shingle of all its words
     if len(short):
-        whole = rensa.RMinHash.hash_token_sets([[" ".join(tokens[i]) for i in short.tolist()]])
-        flat[offsets[:-1][short].astype(np.int64)] = _mix(np.array(whole[0], dtype=np.uint64))
+        whole = np.full(len(short), _WHOLE, dtype=np.uint64)
+        for k in range(ngram - 1):
+            more = lengths[short] > k
+            whole[more] = _mix(whole[more] ^ word_hashes[word_starts[short[more]] + k])
+        flat[offsets[:-1][short].astype(np.int64)] = whole
     return flat, offsets
 
 
