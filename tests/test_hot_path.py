@@ -7,7 +7,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +26,7 @@ from synthloom.runner import run_task
 from synthloom.settings import ModelSettings
 from synthloom.tasks.distill import DistillParams, DistillTask
 from synthloom.testing.stub_server import StubServer
+from tests.conftest import synthloom
 
 
 def _old_key(identity: list[str], body: dict, sample: int, attempt: int) -> str:
@@ -140,3 +144,28 @@ def test_answers_waiting_for_a_stuck_writer_are_bounded(
     stalled, done = asyncio.run(go())
     assert limit < stalled <= limit + 2 * concurrency
     assert done == calls and stub.stats.completed == calls
+
+
+def test_process_start_is_before_the_imports() -> None:
+    """A command's time counts from its process's start: a second spent before synthloom is
+    even imported is in it."""
+    code = (
+        "import time; time.sleep(1.0); from synthloom.runner import process_started;"
+        " print(time.monotonic() - process_started())"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert 1.0 <= float(done.stdout) < 60
+
+
+def test_summary_time_covers_the_whole_command(tmp_path: Path, stub: StubServer) -> None:
+    out = tmp_path / "run"
+    start = time.monotonic()
+    result = synthloom(
+        "qa", "--topic", "returns", "-n", "50", "--backend", "openai", "--base-url",
+        stub.base_url, "--model", "m", "--out", str(out),
+    )  # fmt: skip
+    wall = time.monotonic() - start
+    assert result.returncode == 0, result.stderr
+    seconds = json.loads((out / "manifest.json").read_text())["summary"]["seconds"]
+    # everything but printing the summary and the interpreter's exit
+    assert 0.6 * wall <= seconds <= wall

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
-
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from synthloom.errors import BackendFatal, RunFailed, is_path_error, path_error
 from synthloom.llm.base import Backend
@@ -25,8 +21,42 @@ from synthloom.settings import ModelSettings, cache_path
 from synthloom.tasks.base import RunContext, Task
 from synthloom.terminal import visible
 
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
+
 T = TypeVar("T")
-console = Console(stderr=True)
+_console: Console | None = None
+
+
+def stderr_console() -> Console:
+    """The rich console on stderr, made on first use (rich is not imported before output)."""
+    global _console
+    if _console is None:
+        from rich.console import Console
+
+        _console = Console(stderr=True)
+    return _console
+
+
+def process_started() -> float:
+    """When this process started, on the time.monotonic() clock (Linux: from /proc; elsewhere
+    when synthloom.runner was imported), so a command's time includes its start-up."""
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        ticks = int(fields[19])  # field 22, starttime: clock ticks after boot
+        with open("/proc/uptime", "rb") as f:
+            uptime = float(f.read().split()[0])
+        age = uptime - ticks / os.sysconf("SC_CLK_TCK")
+        if 0 <= age < 86400 * 365:
+            return time.monotonic() - age
+    except (OSError, ValueError, IndexError):
+        pass
+    return _IMPORTED
+
+
+_IMPORTED = time.monotonic()
 
 
 def make_backend(s: ModelSettings) -> Backend:
@@ -148,9 +178,13 @@ def run_task(
     command: str | None = None,
     show_progress: bool = True,
     cache: Path | str | None = None,
+    started: float | None = None,
 ) -> Summary:
     """Run `task` into the run directory `out`, resuming whatever an earlier run left there.
-    `models` is one ModelSettings for every role the task calls, or one per role."""
+    `models` is one ModelSettings for every role the task calls, or one per role.
+    The summary's time runs from `started` (time.monotonic(); the command line gives the
+    process's start) to the last record and cache row written; by default from this call."""
+    started = time.monotonic() if started is None else started
     out = Path(out)
     cache = Path(cache) if cache is not None else None
     if isinstance(models, ModelSettings):
@@ -165,7 +199,7 @@ def run_task(
     announce_size(task)
     try:
         return asyncio.run(
-            _execute(task, models, backends, cache or cache_path(), run, show_progress)
+            _execute(task, models, backends, cache or cache_path(), run, show_progress, started)
         )
     except OSError as exc:  # an unwritable, full or read-only run directory: the user's to fix
         if is_path_error(exc):
@@ -193,7 +227,7 @@ def announce_size(task: Task) -> str | None:
         f"this job makes at least {total:,} model calls{f' ({detail})' if detail else ''};"
         " Ctrl-C to stop, it can be resumed"
     )
-    console.print(line, markup=False, highlight=False, soft_wrap=True)
+    stderr_console().print(line, markup=False, highlight=False, soft_wrap=True)
     return line
 
 
@@ -223,6 +257,7 @@ async def _execute(
     cache_file: Path,
     run: RunDir,
     show_progress: bool,
+    started: float,
 ) -> Summary:
     await _start(backends)
     try:
@@ -233,14 +268,15 @@ async def _execute(
     try:
         run.open(cache)
         for note in run.notes:
-            console.print(f"synthloom: {note}", markup=False, highlight=False, soft_wrap=True)
+            stderr_console().print(
+                f"synthloom: {note}", markup=False, highlight=False, soft_wrap=True
+            )
     except BaseException as exc:
         cache.close()
         await _close(backends)
         if isinstance(exc, OSError) and is_path_error(exc):
             raise path_error(exc, "cannot write the run directory") from None
         raise
-    started = time.monotonic()
     engines = {role: make_engine(models[role], b, cache) for role, b in backends.items()}
     # A progress bar only where someone sees it (rich's disabled bar still costs per unit).
     progress = _progress() if show_progress and sys.stderr.isatty() else None
@@ -267,6 +303,8 @@ async def _execute(
             progress.stop()
         for backend in backends.values():
             await backend.close()
+        run.flush()  # the last records and cache rows are part of the run's time
+        cache.flush()
         summary = _summary(status, run, ctx, time.monotonic() - started)
         run.close(status, summary.as_dict())
         cache.close()
@@ -276,8 +314,10 @@ async def _execute(
         if show_progress and not (fatal and nothing_done):
             print_summary(summary)
         if status == "interrupted":
+            from rich.text import Text
+
             safe = run.written + run.already_present
-            console.print(  # Text(): a path is never markup
+            stderr_console().print(  # Text(): a path is never markup
                 Text.assemble(
                     ("Interrupted.", "yellow"),
                     f" {safe} records are safe in {visible(run.path)}. Run the same command"
@@ -320,12 +360,20 @@ class _Bar:
 
 
 def _progress() -> Progress:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=console,
+        console=stderr_console(),
         transient=False,
         refresh_per_second=4,
         disable=not sys.stderr.isatty(),
@@ -383,6 +431,9 @@ def _top_failure(failures: Iterable[dict[str, Any]]) -> str:
 
 
 def print_summary(s: Summary) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title=f"synthloom: {s.outcome}", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
@@ -403,9 +454,11 @@ def print_summary(s: Summary) -> None:
     )
     table.add_row("tokens", f"{s.prompt_tokens} prompt + {s.completion_tokens} completion")
     table.add_row("time", f"{s.seconds:.1f}s, {rate:.1f} requests/s")
-    console.print(table)
+    stderr_console().print(table)
     for warning in s.warnings:
-        console.print(Text(f"warning: {visible(warning)}", style="bold yellow"), soft_wrap=True)
+        stderr_console().print(
+            Text(f"warning: {visible(warning)}", style="bold yellow"), soft_wrap=True
+        )
 
 
 def _top(counter: dict[str, int]) -> str:

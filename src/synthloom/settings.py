@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from synthloom.errors import UserError
@@ -117,6 +116,8 @@ def load_yaml(path: Path) -> Any:
         raise UserError(f"{path}: file not found") from None
     except UnicodeDecodeError as exc:
         raise UserError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    import yaml  # only when a YAML file is read: not on every command's start-up
+
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:

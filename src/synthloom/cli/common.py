@@ -8,7 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from synthloom.runner import Summary, run_task
+from synthloom.runner import Summary, process_started, run_task
 from synthloom.settings import ModelSettings
 from synthloom.tasks.base import Task
 
@@ -41,4 +41,5 @@ def run_from_cli(
 ) -> Summary:
     roles = {"default": settings} if isinstance(settings, ModelSettings) else settings
     out = out or default_out(command, task, roles)
-    return run_task(task, settings, out, command=" ".join(shlex.quote(a) for a in sys.argv))
+    command_line = " ".join(shlex.quote(a) for a in sys.argv)
+    return run_task(task, settings, out, command=command_line, started=process_started())
