@@ -597,3 +597,34 @@ def test_readme_has_the_format_table_with_trainers() -> None:
     assert markdown_table(ALL) in readme, "README's format table differs from formats.py"
     for name in ALL:
         assert f"| `{name}` |" in readme
+
+
+def test_card_follows_a_review_export_back_to_its_run(tmp_path: Path) -> None:
+    """The reviewed set's lineage.json names the run it came from and what people rejected."""
+    from synthloom.review.export import export_review
+    from synthloom.review.server import ServeParams, open_review
+    from tests.review_fixtures import records_run
+
+    run_dir = records_run(tmp_path / "summaries", n=3, xss=False)
+    (run_dir / "manifest.json").write_text(
+        json.dumps(
+            {
+                "status": "complete",
+                "identity": {"task": "summarize"},
+                "summary": {"units_ok": 3, "records_new": 3},
+            }
+        )  # fmt: skip
+    )
+    store, _ = open_review(ServeParams(input=run_dir))
+    for i, item in enumerate(store.items()):
+        action, body = ("reject", {"reason": "wrong"}) if i == 2 else ("approve", {})
+        if i == 0:
+            body = {"edits": {"summary": "The tram reaches the airport."}}
+        store.save(item["id"], "alice", base_version=0, action=action, body=body)
+    export_review(store, tmp_path / "reviewed", inputs=[run_dir])
+    out = tmp_path / "sft.jsonl"
+    assert run("export", str(tmp_path / "reviewed"), "--out", str(out)) == 0
+    card = (tmp_path / "sft.jsonl.README.md").read_text()
+    assert "step `review-export`" in card and "rejected: 1" in card
+    assert f"run `{run_dir}` (task `summarize`, complete)" in card
+    assert "2 of 2 exported records were approved by people" in card and "1 of them edited" in card

@@ -22,6 +22,9 @@ from typing import Any
 from synthloom.errors import UserError
 
 RUN_MANIFEST = "manifest.json"
+# what a curation step (review export, ...) writes beside its output: the step, its inputs and
+# counts, so a dataset card can follow an export back to the runs it came from
+LINEAGE = "lineage.json"
 RUN_FILES = ("records.jsonl", "failures.jsonl", RUN_MANIFEST)
 # the files a directory given as an input is read from (a run's records, a judge's rankings)
 READ_FROM_DIR = ("records.jsonl", "rankings.jsonl")
@@ -90,6 +93,17 @@ def is_dataset_dir(out: Path) -> bool:
     suffix, and no suffix at all unless it is an existing directory."""
     suffix = out.suffix.lower()
     return suffix not in OUTPUT_SUFFIXES and (suffix == "" or out.is_dir())
+
+
+def write_lineage(
+    out: Path, step: str, inputs: Iterable[Path | str], counts: dict[str, Any]
+) -> Path:
+    """`<out>/lineage.json` for a directory output, else `<out>.lineage.json`: {"step",
+    "inputs", "counts"} (see `synthloom.export.card`)."""
+    target = out / LINEAGE if out.is_dir() else out.with_name(f"{out.name}.{LINEAGE}")
+    data = {"step": step, "inputs": [str(Path(i)) for i in inputs], "counts": counts}
+    write_atomic(target, json.dumps(data, indent=2, default=str) + "\n")
+    return target
 
 
 def check_output_path(out: Path, *, what: str = "", directory: bool = False) -> None:

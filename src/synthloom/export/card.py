@@ -22,8 +22,8 @@ from typing import Any
 
 from synthloom.export.formats import Format
 from synthloom.export.write import Written
+from synthloom.outputs import LINEAGE
 
-LINEAGE = "lineage.json"
 REMOVAL_WORDS = ("dropped", "removed", "eliminated", "filtered", "flagged", "skipped", "rejected")
 
 
@@ -319,7 +319,8 @@ def _split(info: CardInfo) -> list[str]:
     shares = opts.get("split")
     if shares:
         lines.append(
-            f"- split: {', '.join(f'{s:g}' for s in shares)} (train, validation, test) with seed"
+            f"- split: {', '.join(f'{s:g}' for s in shares)}"
+            f" ({', '.join(('train', 'validation', 'test')[: len(shares)])}) with seed"
             f" {opts.get('seed', 0)}; rows derived from one original (provenance parents"
             + (f", equal `{_md(opts['group_by'])}`" if opts.get("group_by") else "")
             + ") are in one split"

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from synthloom.errors import UserError
-from synthloom.outputs import check_not_input, write_atomic
+from synthloom.outputs import check_not_input, write_atomic, write_lineage
 from synthloom.preference.types import RANKINGS_FILE
 from synthloom.review.items import RECORDS_FILE
 from synthloom.review.store import Decision, ReviewStore
@@ -90,6 +90,7 @@ def export_review(
             lines.append(json.dumps(record, ensure_ascii=True, separators=(",", ":")))
         counts["records_out"] = len(lines)
     write_atomic(target, "".join(line + "\n" for line in lines))
+    write_lineage(out, "review-export", inputs or [store.path], dict(counts))  # for dataset cards
     return {**counts, "out": str(target)}
 
 

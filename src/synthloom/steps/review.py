@@ -70,7 +70,8 @@ class Review(Step):
         if out is None:
             return []
         return [("out", "", out)] + [
-            ("out", f" ({name})", out / name) for name in (RECORDS_FILE, "rankings.jsonl")
+            ("out", f" ({name})", out / name)
+            for name in (RECORDS_FILE, "rankings.jsonl", "lineage.json")
         ]
 
     def check(self) -> None:

@@ -53,7 +53,8 @@ class ReviewExport(Step):
         if out is None:
             return []
         return [("out", "", out)] + [
-            ("out", f" ({name})", out / name) for name in (RECORDS_FILE, RANKINGS_FILE)
+            ("out", f" ({name})", out / name)
+            for name in (RECORDS_FILE, RANKINGS_FILE, "lineage.json")
         ]
 
     def check(self) -> None:
