@@ -115,8 +115,10 @@ def test_clean_variation() -> None:
     assert clean_variation('  "Still works great."  ', "formal") == "Still works great."
     with pytest.raises(ValueError):
         clean_variation(" '' ", "formal")
-    with pytest.raises(ValueError):
-        clean_variation("Nice. " + STYLES["casual"][1], "casual")
+    with pytest.raises(ValueError, match="placeholder"):
+        clean_variation("Best [product_name] I ever had", "casual")
+    with pytest.raises(ValueError, match="copies the prompt"):
+        clean_variation("Nice. This product broke after one day.", "casual")  # an old demo
     with pytest.raises(ValueError):
         clean_variation("Positive.", "casual", ["negative", "positive"])
 
@@ -181,6 +183,7 @@ REWRITES: dict[tuple[str, str], str | None] = {
 # rewrite -> the label the model answers when asked to classify it
 LABELS = {text: dict(STUB_ROWS)[orig] for (orig, _), text in REWRITES.items() if text is not None}
 LABELS["This purchase represents excellent value."] = "negative"  # drift
+LABELS.update(dict(STUB_ROWS))  # the originals, labelled first to test the check (all right)
 
 
 class Script:
@@ -194,7 +197,7 @@ class Script:
         self.calls.append((body["model"], schema))
         system, user = (m["content"] for m in body["messages"])
         if schema == "Variation":
-            style = next(name for name, (instruction, _) in STYLES.items() if instruction in system)
+            style = next(name for name, instruction in STYLES.items() if instruction in system)
             original = next(x for x in user.splitlines() if x.startswith("Text: "))[6:]
             text = REWRITES[(original, style)]
             return "not json" if text is None else json.dumps({"text": text})
@@ -253,9 +256,13 @@ def test_stub_drift_and_near_copies_are_dropped(tmp_path: Path) -> None:
     assert by_unit["line3:v2"]["cause"] == "near_copy_sibling"
     assert by_unit["line3:v2"]["detail"] == "near copy of line3:v1"  # sample order
     assert by_unit["line4:v2"]["cause"] == "invalid_output"
-    # no label check for failed answers or near copies of the original (9 - 1 - 1), and none
-    # from the rerun, which replayed every call from the cache
-    assert Counter(s for _, s in script.calls)["LabelChoice"] == 7
+    # the check is first tested on the 3 originals; no label check for failed answers or near
+    # copies of the original (9 - 1 - 1), and none from the rerun, which replayed every call
+    # from the cache
+    assert Counter(s for _, s in script.calls)["LabelChoice"] == 3 + 7
+    assert (c["check_tested_negative"], c["check_agreed_negative"]) == (1, 1)
+    check = json.loads((out / "label_check.json").read_text())
+    assert check["labels"]["positive"]["trusted"] is True
 
     # the rerun replayed from the cache and wrote nothing new
     assert again.records_new == 0 and again.records_present == 8
@@ -284,7 +291,7 @@ def test_stub_no_fidelity_no_originals(tmp_path: Path) -> None:
     assert all(s == "Variation" for _, s in script.calls)
 
 
-# -- balancing that makes things worse ----------------------------------------------------
+# -- balancing, starving and a label check tested before it is trusted --------------------
 BALANCE_ROWS = [
     ("Love it, works perfectly.", "positive"),
     ("Great screen and fast delivery.", "positive"),
@@ -294,60 +301,159 @@ BALANCE_ROWS = [
     ("It arrived on a Tuesday.", "neutral"),
 ]
 WORDS = "amber birch cobalt dune ember fern glacier heron iris jade kestrel lagoon moss".split()
+TWEETS = Path(synthloom.__file__).parent / "data" / "tweets_sentiment.csv"
 
 
-def always_positive(body: dict[str, Any]) -> str:
-    """A label check that answers "positive" for everything (as SmolLM2-135M did for all 42
-    variations it dropped in the README tour); rewrites are distinct made-up sentences."""
-    if body["response_format"]["json_schema"]["name"] == "LabelChoice":
-        return json.dumps({"label": "positive"})
-    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-    words = random.Random(digest).sample(WORDS, 6)
-    return json.dumps({"text": f"Honestly the {' '.join(words)} story."})
+class Checker:
+    """A scripted model: rewrites are distinct made-up sentences (remembered with their
+    original's label); the label check answers `answer(true label, is an original, text)`."""
+
+    def __init__(self, originals: list[tuple[str, str]], answer: Any) -> None:
+        self.truth = {text.strip(): label for text, label in originals}
+        self.rewrites: dict[str, str] = {}
+        self.answer = answer
+
+    def __call__(self, body: dict[str, Any]) -> str:
+        user = body["messages"][-1]["content"]
+        if body["response_format"]["json_schema"]["name"] == "LabelChoice":
+            text = user.split('"""')[-2].strip()
+            if text in self.truth:
+                return json.dumps({"label": self.answer(self.truth[text], True, text)})
+            return json.dumps({"label": self.answer(self.rewrites[text], False, text)})
+        label = next(x for x in user.splitlines() if x.startswith("Label: "))[7:]
+        digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        words = random.Random(digest).sample(WORDS, 6)
+        text = f"Honestly the {' '.join(words)} story {digest[:6]}."
+        self.rewrites[text] = label
+        return json.dumps({"text": text})
 
 
-def run_balance_cli(tmp_path: Path, server: StubServer, *extra: str) -> tuple[str, Path]:
-    data = write_csv(tmp_path / "in.csv", BALANCE_ROWS)
+def run_augment(
+    tmp_path: Path, rows: list[tuple[str, str]], answer: Any, *extra: str
+) -> tuple[str, Path]:
+    data = write_csv(tmp_path / "in.csv", rows)
     out = tmp_path / "run"
-    model = ["--backend", "openai", "--base-url", server.base_url, "--model", "stub"]
-    args = ["augment", "--input", str(data), "-n", "1", "--balance", *model, "--out", str(out)]
-    result = cli(*args, *extra, timeout=120)
+    with StubServer(responder=Checker(rows, answer)) as server:
+        model = ["--backend", "openai", "--base-url", server.base_url, "--model", "stub"]
+        args = ["augment", "--input", str(data), "-n", "1", *model, "--out", str(out)]
+        result = cli(*args, *extra, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     return " ".join(result.stderr.split()), out
 
 
-def test_balance_that_leaves_labels_less_balanced_warns(tmp_path: Path) -> None:
-    with StubServer(responder=always_positive) as server:
-        stderr, out = run_balance_cli(tmp_path, server)
+def shipped_tweets() -> list[tuple[str, str]]:
+    return [(r["text"], r["label"]) for r in csv.DictReader(TWEETS.open())]
+
+
+def labels_of(out: Path, status: str | None = None) -> Counter[str]:
+    records = read_jsonl(out / "records.jsonl")
+    return Counter(r["data"]["label"] for r in records if status in (None, r["status"]))
+
+
+def test_a_check_that_never_answers_a_label_is_caught_before_it_drops_anything(
+    tmp_path: Path,
+) -> None:
+    """The issue's case on the shipped tweets: the label check never answers "neutral".
+    Tested on the originals first, it is not trusted for neutral, so not one neutral
+    variation is dropped: the ones it relabels are flagged, and --balance ends balanced."""
+    rows = shipped_tweets()
+    stderr, out = run_augment(
+        tmp_path, rows, lambda truth, original, text: "positive" if truth == "neutral" else truth,
+        "--balance",
+    )  # fmt: skip
+    manifest = json.loads((out / "manifest.json").read_text())
+    counters = manifest["summary"]["counters"]
+    (warning,) = manifest["summary"]["warnings"]
+    assert warning.startswith(
+        "the label check (fidelity model) is not trusted for 'neutral': tested on 18 of its"
+        " originals it agreed on 0 (0%; it said positive 18)"
+    )
+    assert f"warning: {warning}" in stderr
+    assert (counters["check_tested_neutral"], counters["check_agreed_neutral"]) == (18, 0)
+    assert (counters["check_tested_positive"], counters["check_agreed_positive"]) == (20, 20)
+    assert counters["dropped_label_drift"] == 0
+    assert counters["flagged_untrusted_check"] == counters["flagged_label_drift"] == 42
+    check = json.loads((out / "label_check.json").read_text())
+    assert check["labels"]["neutral"]["trusted"] is False
+    assert check["labels"]["negative"]["trusted"] is True
+    assert labels_of(out) == {"positive": 60, "negative": 60, "neutral": 60}
+    flagged = [r for r in read_jsonl(out / "records.jsonl") if r["status"] == "flagged"]
+    assert {r["data"]["label"] for r in flagged} == {"neutral"}
+    assert flagged[0]["notes"]["label_drift"] == {
+        "expected": "neutral",
+        "predicted": "positive",
+        "check_trusted": False,
+    }
+
+
+def test_balance_keeps_asking_for_a_label_the_check_thins_out(tmp_path: Path) -> None:
+    """A trusted check that relabels about half the neutral rewrites: --balance asks more
+    neutral variations until the label reaches its target, and ends balanced."""
+
+    def answer(truth: str, original: bool, text: str) -> str:
+        thin = not original and truth == "neutral" and int(text.split()[-1][:-1], 16) % 2
+        return "positive" if thin else truth
+
+    stderr, out = run_augment(tmp_path, shipped_tweets(), answer, "--balance")
+    manifest = json.loads((out / "manifest.json").read_text())
+    counters = manifest["summary"]["counters"]
+    assert manifest["summary"]["warnings"] == [] and "warning:" not in stderr
+    assert counters["dropped_label_drift"] > 10 and counters["variations_topped_up"] > 10
+    counts = labels_of(out)
+    assert counts["positive"] == counts["negative"] == 60
+    assert 60 <= counts["neutral"] <= 66  # the last top-up may overshoot a little
+    assert labels_of(out, "flagged") == {}
+
+
+def test_balance_that_cannot_reach_its_target_warns(tmp_path: Path) -> None:
+    """A trusted check (right on every original) that calls every rewrite "positive": the
+    top-ups go up to max-per-example and the output is still less balanced: a warning."""
+    stderr, out = run_augment(
+        tmp_path, BALANCE_ROWS, lambda truth, original, text: truth if original else "positive",
+        "--balance",
+    )  # fmt: skip
     manifest = json.loads((out / "manifest.json").read_text())
     (warning,) = manifest["summary"]["warnings"]
-    # input 3/2/1; every negative and neutral variation is checked "positive" and dropped
     assert warning.startswith("balance made the labels less balanced:")
     assert "input positive 3, negative 2, neutral 1 (max/min 3.0)" in warning
     assert "output positive 6, negative 2, neutral 1 (max/min 6.0)" in warning
-    assert "'negative' kept 0 of 4 variations (label_drift 4)" in warning
+    # asked up to 5 (= 5 x per_example) variations of each negative and neutral example
+    assert "'negative' kept 0 of 10 variations (label_drift 10)" in warning
     assert "'neutral' kept 0 of 5 variations (label_drift 5)" in warning
-    assert "(fidelity model) relabelled them (9 as 'positive')" in warning
-    assert f"warning: {warning}" in stderr  # on screen, under the summary
-    records = read_jsonl(out / "records.jsonl")
-    assert Counter(r["data"]["label"] for r in records) == {
-        "positive": 6,
-        "negative": 2,
-        "neutral": 1,
-    }
+    assert "(fidelity model) relabelled them (15 as 'positive')" in warning
+    assert f"warning: {warning}" in stderr
+    assert labels_of(out) == {"positive": 6, "negative": 2, "neutral": 1}
+
+
+def test_a_starved_label_warns_without_balance_and_in_the_report(tmp_path: Path) -> None:
+    """On the shipped tweets, a trusted check that relabels most neutral rewrites starves
+    neutral: the run warns on screen, and the report on the run shows it."""
+
+    def answer(truth: str, original: bool, text: str) -> str:
+        thin = not original and truth == "neutral" and int(text.split()[-1][:-1], 16) % 4
+        return "negative" if thin else truth
+
+    stderr, out = run_augment(tmp_path, shipped_tweets(), answer)
+    manifest = json.loads((out / "manifest.json").read_text())
+    (warning,) = manifest["summary"]["warnings"]
+    assert warning.startswith("augment starved label 'neutral': kept ")
+    assert "removed by: label_drift" in warning and f"warning: {warning}" in stderr
+    report = tmp_path / "report.html"
+    result = cli("report", str(out), "--reference", str(TWEETS), "--out", str(report))
+    assert result.returncode == 0, result.stderr
+    data = json.loads(report.with_suffix(".json").read_text())
+    assert warning in data["warnings"]
+    assert data["stages"][0]["step"] == "augment (generation)"
 
 
 def test_balance_that_balances_does_not_warn(tmp_path: Path) -> None:
-    with StubServer(responder=always_positive) as server:
-        stderr, out = run_balance_cli(tmp_path, server, "--fidelity", "none")
+    stderr, out = run_augment(
+        tmp_path, BALANCE_ROWS, lambda truth, original, text: "positive", "--balance",
+        "--fidelity", "none",
+    )  # fmt: skip
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["summary"]["warnings"] == [] and "warning:" not in stderr
-    records = read_jsonl(out / "records.jsonl")
-    assert Counter(r["data"]["label"] for r in records) == {
-        "positive": 6,
-        "negative": 6,
-        "neutral": 6,
-    }
+    assert labels_of(out) == {"positive": 6, "negative": 6, "neutral": 6}
 
 
 # -- the embedded model on the shipped data ------------------------------------------------
@@ -419,3 +525,17 @@ def test_bad_input(
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
     assert not out.exists()
+
+
+def test_the_rewrite_prompt_carries_no_domain_example_and_keeps_the_topic() -> None:
+    """A tweet's rewrite prompt says nothing about products (the old demo sentence made 19 of
+    40 kept tweets begin "This product..."), and asks to keep the topic."""
+    from synthloom import templates
+
+    for style in STYLES:
+        messages = templates.load("augment_variation").messages(
+            style=style, text="Train cancelled again, third time this week", label="negative"
+        )
+        text = " ".join(m["content"] for m in messages)
+        assert "product broke" not in text and "For instance" not in text
+        assert "topic" in text and "no placeholders" in text

@@ -495,7 +495,14 @@ def test_every_template_loads_and_each_earlier_one_is_compared() -> None:
     assert {name for name, _ in CASES} == set(OLD_SOURCES) <= names
 
 
-@pytest.mark.parametrize("name", sorted(OLD_SOURCES))
+# Prompts changed on purpose since (their records' cache keys changed with them): name -> why.
+CHANGED = {
+    "augment_variation": "issue 14: no product-review demo sentence (it leaked into every"
+    " domain's rewrites); keep the original's topic; no placeholders",
+}
+
+
+@pytest.mark.parametrize("name", sorted(set(OLD_SOURCES) - set(CHANGED)))
 def test_messages_are_byte_identical_to_the_earlier_format(name: str) -> None:
     template = templates.load(name)
     cases = [variables for case, variables in CASES if case == name]
@@ -513,7 +520,7 @@ def test_every_style_and_operation_is_compared() -> None:
     assert {v["operation"] for n, v in cases if n == "evol_rewrite"} == set(OPERATIONS)
     assert dict(responses.STYLES) == OLD_RESPONSE_STYLES
     assert {v["style"] for n, v in cases if n == "responses"} >= set(responses.STYLES)
-    assert dict(augment.STYLES) == OLD_AUGMENT_STYLES and augment.DEMO_SOURCE == OLD_DEMO_SOURCE
+    assert dict(augment.STYLES) == {k: v[0] for k, v in OLD_AUGMENT_STYLES.items()}
     assert list(augment.STYLES) == list(get_args(augment.StyleName))  # the names the CLI offers
     assert {v["style"] for n, v in cases if n == "augment_variation"} == set(augment.STYLES)
     assert dict(summarize.STYLE_HINTS) == OLD_STYLE_HINTS

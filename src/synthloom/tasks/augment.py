@@ -16,20 +16,38 @@ The output is a training-ready set: the originals (origin "human", unless
 `include_originals=False`) and every kept variation, with data {text, label, original_text,
 style} and the original's record id as its only parent.
 
+The label check is tested before it is trusted: first it labels up to TRUST_SAMPLE originals
+of each label (the model or judge with the same prompt and call as for variations; the
+classifier with the original left out of its training). Its agreement per label is counted in
+the summary (`check_agreed_<label>` of `check_tested_<label>`) and written to
+label_check.json. A label is trusted when the check gives it to more of its own originals
+than chance (1 / number of labels) and than it gives it to other labels' originals. A
+variation of an untrusted label that the check relabels is kept and flagged
+(`flagged_untrusted_check`), never dropped, and the run warns: a check that never answers a
+label, or answers it at random, cannot starve that label.
+
 Balancing (`balance=True`): let M be the count of the most frequent label. Every label aims at
 M x (1 + per_example) examples, originals included, which is what the majority label reaches
 with `per_example` variations each. A label with c originals gets M x (1 + per_example) - c
-variations, spread evenly over its examples (earlier examples take the remainder), at most
-`max_per_example` (default 5 x per_example) per example. Variations that are later dropped are
-not replaced, so the final counts approach the target rather than hit it exactly. After the
-run the output's label counts are compared with the input's: when the output is less
-balanced (largest over smallest label count, 5% tolerance), the summary and the manifest
-carry a warning naming the starved labels and what removed their variations (most often the
-label check relabelling them as the majority label).
+variations, spread evenly over its examples (earlier examples take the remainder). A label
+that kept fewer variations than that is asked again, up to TOP_UP_ROUNDS times: the missing
+number divided by the share of its variations kept so far, spread over its examples, each
+example's sample numbers continuing (`variations_topped_up`), never more than
+`max_per_example` (default 5 x per_example) for one example. After the run the output's label
+counts are compared with the input's: when the output is still less balanced (largest over
+smallest label count, 5% tolerance), the summary and the manifest carry a warning naming the
+starved labels and what removed their variations. Without balancing, a label that kept less
+than half the share of its variations that the best-kept label kept is a warning too.
+
+The rewrite prompt shows no example sentence (an example from one domain, a product review,
+leaked into rewrites of every other) and asks to keep the original's topic; a rewrite holding
+a placeholder ([product_name], <name>) or copying the prompt's text is asked again.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,25 +60,33 @@ from synthloom import templates
 from synthloom.errors import UserError
 from synthloom.llm import structured
 from synthloom.llm.engine import CallResult, Engine
+from synthloom.quality.audit import starved_warnings
 from synthloom.quality.dedup import is_near_copy, near_copy_score, normalize
 from synthloom.quality.label_classifier import NaiveBayes
+from synthloom.quality.leakage import (
+    copied_prompt_text,
+    placeholders,
+    template_phrases,
+    template_source,
+)
 from synthloom.records import Record, human_record
 from synthloom.sources import read_inputs
 from synthloom.tasks.base import RunContext, Task, Unit
-from synthloom.tasks.classify import label_schema
+from synthloom.tasks.classify import ask_label, label_schema
 
 StyleName = Literal["paraphrase", "formal", "casual", "shorter", "longer"]
 Fidelity = Literal["model", "judge", "classifier", "none"]
 
-# style -> (instruction, the demo sentence rewritten in that style); the texts live in the
-# prompt template, the names also in StyleName (a test checks they agree)
-_VARIATION = templates.load("augment_variation").constants
-DEMO_SOURCE: str = _VARIATION["demo_source"]
-STYLES: Mapping[str, tuple[str, str]] = _VARIATION["styles"]
+# style -> its instruction; the texts live in the prompt template, the names also in
+# StyleName (a test checks they agree)
+STYLES: Mapping[str, str] = templates.load("augment_variation").constants["styles"]
 VARY_TEMPERATURE = 0.8
 CHECK_TEMPERATURE = 0.0
 SHOTS_PER_LABEL = 2  # labelled originals shown to the model/judge label check
 SHOT_CHARS = 300
+TRUST_SAMPLE = 20  # originals of each label the label check is tested on before it is trusted
+TOP_UP_ROUNDS = 3  # with balance: rounds asking more variations of labels short of the target
+TOP_UP_MIN_RATE = 0.25  # the keep rate assumed for a label that kept (almost) nothing
 COUNTERS = (
     "variations_asked",  # = kept + the three dropped_* + failed
     "variations_kept",  # flagged ones included
@@ -69,6 +95,7 @@ COUNTERS = (
     "dropped_label_drift",
     "dropped_near_copy_sibling",
     "flagged_label_drift",
+    "flagged_untrusted_check",  # relabelled by a check not trusted for that label (kept)
 )
 
 
@@ -299,7 +326,8 @@ def _kind(value: Any) -> str:
 
 def clean_variation(text: str, style: str, labels: Sequence[str] = ()) -> str:
     """The rewrite without wrapping quotes. ValueError (the call is re-asked) if it is empty,
-    only a label name, or copies the prompt's demo sentence (small models do all three)."""
+    only a label name, holds an unfilled placeholder ([product_name], <name>) or copies text
+    from the prompt (small models do all of these)."""
     text = text.strip()
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
         text = text[1:-1].strip()
@@ -308,9 +336,14 @@ def clean_variation(text: str, style: str, labels: Sequence[str] = ()) -> str:
         raise ValueError("empty rewrite")
     if norm in {normalize(label) for label in labels}:
         raise ValueError("the rewrite is only a label name")
-    if normalize(DEMO_SOURCE) in norm or normalize(STYLES[style][1]) in norm:
-        raise ValueError("the rewrite copies the prompt's demo sentence")
+    if marks := placeholders(text):
+        raise ValueError(f"the rewrite holds a placeholder: {', '.join(marks)}")
+    if copied := copied_prompt_text(text, _PROMPT_PHRASES):
+        raise ValueError(f"the rewrite copies the prompt: {copied!r}")
     return text
+
+
+_PROMPT_PHRASES = template_phrases(template_source("augment_variation"))
 
 
 class AugmentTask(Task):
@@ -374,16 +407,28 @@ class AugmentTask(Task):
 
     # -- the run ------------------------------------------------------------------------
     async def execute(self, ctx: RunContext) -> None:
-        units = self.units()
         self.lost: defaultdict[str, Counter[str]] = defaultdict(Counter)  # label -> cause -> n
         self.relabelled: defaultdict[str, Counter[str]] = defaultdict(Counter)
         for name in COUNTERS:
             ctx.count(name, 0)  # every counter in the summary, zeros included
-        ctx.count("variations_asked", len(units))
-        answers = await ctx.gather(units, lambda unit: self._vary(ctx.engine, unit))
-        candidates = self._unlike_originals(ctx, units, answers)
-        verdicts = await self._check_labels(ctx, candidates)
-        variations = self._keep(ctx, candidates, verdicts)
+        self.trusted = await self._test_check(ctx)
+        kept: dict[int, list[tuple[str, str]]] = defaultdict(list)  # example -> (unit, text)
+        variations: dict[int, list[Record]] = defaultdict(list)
+        asked = list(self.plan)  # variations asked of each example so far
+        units = self.units()
+        asked_by_label: Counter[str] = Counter()
+        for round_ in range(TOP_UP_ROUNDS + 1):
+            if not units:
+                break
+            ctx.count("variations_asked", len(units))
+            if round_:
+                ctx.count("variations_topped_up", len(units))
+            asked_by_label.update(unit.payload.example.label for unit in units)
+            answers = await ctx.gather(units, lambda unit: self._vary(ctx.engine, unit))
+            candidates = self._unlike_originals(ctx, units, answers)
+            verdicts = await self._check_labels(ctx, candidates)
+            self._keep(ctx, candidates, verdicts, kept, variations)
+            units = self._top_up(asked, variations) if self.params.balance else []
         for example in self.examples:  # each original, then its variations in sample order
             if self.params.include_originals:
                 ctx.emit(example.record())
@@ -391,22 +436,135 @@ class AugmentTask(Task):
                 ctx.emit(record)
         if self.params.include_originals:
             ctx.count("originals_included", len(self.examples))
-        if self.params.balance:
-            self._check_balance(ctx, units, variations)
+        self._check_balance(ctx, asked_by_label, variations)
+
+    def _variation_target(self) -> dict[str, int]:
+        """With balance: the variations each label aims at (see the module docstring)."""
+        counts = Counter(e.label for e in self.examples)
+        total = max(counts.values()) * (1 + self.params.per_example)
+        return {label: total - n for label, n in counts.items()}
+
+    def _top_up(self, asked: list[int], variations: dict[int, list[Record]]) -> list[Unit]:
+        """More variations for the labels that kept fewer than their target: the missing
+        number divided by the share the label kept so far (at least TOP_UP_MIN_RATE), spread
+        over its examples in input order, never more than max_per_example for one example.
+        The new units continue each example's sample numbers, so a rerun asks the same."""
+        cap = self.params.max_per_example or 5 * self.params.per_example
+        styles = self.params.styles
+        target = self._variation_target()
+        units: list[Unit] = []
+        for label in self.labels:
+            examples = [e for e in self.examples if e.label == label]
+            have = sum(len(variations[e.index]) for e in examples)
+            missing = target[label] - have
+            if missing <= 0:
+                continue
+            tried = sum(asked[e.index] for e in examples)
+            rate = max(TOP_UP_MIN_RATE, have / tried if tried else 1.0)
+            need = math.ceil(missing / rate)
+            while need > 0:
+                room = [e for e in examples if asked[e.index] < cap]
+                if not room:
+                    break
+                for e in room:
+                    if need == 0:
+                        break
+                    k = asked[e.index]
+                    units.append(
+                        Unit(f"line{e.line}:v{k}", Job(e, k, style_for(e.index, k, styles)))
+                    )
+                    asked[e.index] += 1
+                    need -= 1
+        return units
 
     def _check_balance(
-        self, ctx: RunContext, units: list[Unit], variations: dict[int, list[Record]]
+        self, ctx: RunContext, asked: Counter[str], variations: dict[int, list[Record]]
     ) -> None:
-        """Warn when balancing left the output less balanced than the input."""
+        """Warn when balancing left the output less balanced than the input, or (without
+        balance) when a label kept much less of what was asked than the others."""
         before = Counter(e.label for e in self.examples)
         kept = Counter({e.label: 0 for e in self.examples})
         for example in self.examples:
             kept[example.label] += len(variations[example.index])
+        if not self.params.balance:
+            for warning in starved_warnings("augment", "label", asked, kept, self.lost):
+                ctx.warn(warning)
+            return
         after = kept + before if self.params.include_originals else kept
-        asked = Counter(unit.payload.example.label for unit in units)
         args = (self.labels, before, after, asked, kept, self.lost, self.relabelled)
         if warning := balance_warning(*args, self.params.fidelity):
             ctx.warn(warning)
+
+    # -- is the label check worth trusting? ----------------------------------------------
+    async def _test_check(self, ctx: RunContext) -> dict[str, bool]:
+        """Label up to TRUST_SAMPLE originals of each label with the label check (the same
+        prompt and call as for variations; the classifier leaves the original out of its
+        training) and compare with their labels. A label is trusted when the check gives it
+        to more of its own originals than chance (1 / number of labels) and than it gives it
+        to the others' originals. The agreement is counted (`check_agreed_<label>` of
+        `check_tested_<label>`), written to label_check.json, and an untrusted label is a
+        warning: its variations the check relabels are flagged, never dropped."""
+        method = self.params.fidelity
+        if method == "none" or len(self.labels) < 2:
+            return {label: True for label in self.labels}
+        tested = [
+            e
+            for label in self.labels
+            for e in [x for x in self.examples if x.label == label][:TRUST_SAMPLE]
+        ]
+        if self.classifier is not None:
+            predicted: list[str | None] = [self._loo_predict(e) for e in tested]
+        else:
+            units = [Unit(f"line{e.line}:trust", (Job(e, -1, ""), e.text)) for e in tested]
+            ctx.set_total(len(units), "testing the label check on the originals")
+            verdicts = await ctx.gather(units, lambda unit: self._ask(ctx, unit, method))
+            predicted = [v.predicted if v is not None else None for v in verdicts]
+        return self._trust(ctx, tested, predicted, method)
+
+    def _loo_predict(self, example: Example) -> str:
+        others = [e for e in self.examples if e.index != example.index]
+        if len({e.label for e in others}) < 2:
+            return example.label
+        clf = NaiveBayes(fit_prior=False).fit([e.text for e in others], [e.label for e in others])
+        return clf.predict(example.text)
+
+    def _trust(
+        self, ctx: RunContext, tested: list[Example], predicted: list[str | None], method: str
+    ) -> dict[str, bool]:
+        answered = [(e.label, p) for e, p in zip(tested, predicted, strict=True) if p is not None]
+        chance = 1 / len(self.labels)
+        table: dict[str, Any] = {}
+        trusted: dict[str, bool] = {}
+        for label in self.labels:
+            own = [p for t, p in answered if t == label]
+            others = [p for t, p in answered if t != label]
+            agreed = sum(p == label for p in own)
+            agreement = agreed / len(own) if own else 0.0
+            given_to_others = sum(p == label for p in others) / len(others) if others else 0.0
+            trusted[label] = bool(own) and agreement > max(chance, given_to_others)
+            table[label] = {
+                "tested": len(own),
+                "agreed": agreed,
+                "agreement": round(agreement, 3),
+                "given_to_other_labels": round(given_to_others, 3),
+                "said": dict(Counter(p for p in own if p is not None)),
+                "trusted": trusted[label],
+            }
+            ctx.count(f"check_tested_{label}", len(own))
+            ctx.count(f"check_agreed_{label}", agreed)
+            if not trusted[label]:
+                said = ", ".join(f"{x} {n}" for x, n in Counter(own).most_common()) or "nothing"
+                ctx.warn(
+                    f"the label check (fidelity {method}) is not trusted for {label!r}: tested on"
+                    f" {len(own)} of its originals it agreed on {agreed} ({agreement:.0%}; it"
+                    f" said {said}), no better than chance ({chance:.0%}) or than it says"
+                    f" {label!r} of other labels' originals ({given_to_others:.0%}). Its"
+                    f" variations that the check relabels are flagged for review, not dropped;"
+                    f" try --fidelity classifier or a stronger --fidelity judge model"
+                )
+        report = {"method": method, "chance": round(chance, 3), "labels": table}
+        ctx.write_artifact("label_check.json", json.dumps(report, indent=2, ensure_ascii=True))
+        return trusted
 
     def _unlike_originals(
         self, ctx: RunContext, units: list[Unit], answers: list[CallResult[Any] | None]
@@ -430,12 +588,13 @@ class AugmentTask(Task):
         ctx: RunContext,
         candidates: list[tuple[Unit, CallResult[Any]]],
         verdicts: list[Verdict | None],
-    ) -> dict[int, list[Record]]:
-        """Records of the variations that pass the label check and are not near copies of an
-        earlier kept variation of the same original, by example index. Candidates come in unit
-        order (example, then sample), so the outcome never depends on completion order."""
-        kept: dict[int, list[tuple[str, str]]] = defaultdict(list)  # example -> (unit id, text)
-        records: dict[int, list[Record]] = defaultdict(list)
+        kept: dict[int, list[tuple[str, str]]],
+        records: dict[int, list[Record]],
+    ) -> None:
+        """Add to `records` (by example index) the variations that pass the label check and
+        are not near copies of an earlier kept variation of the same original (`kept`: unit id
+        and text of each kept one). Candidates come in unit order (example, then sample), so
+        the outcome never depends on completion order."""
         for (unit, answer), verdict in zip(candidates, verdicts, strict=True):
             job: Job = unit.payload
             example, text = job.example, answer.value
@@ -444,7 +603,7 @@ class AugmentTask(Task):
                 self.lost[example.label]["failed"] += 1
                 continue
             drift = verdict.predicted is not None and verdict.predicted != example.label
-            if drift and self.params.on_drift == "drop":
+            if drift and self.params.on_drift == "drop" and self.trusted[example.label]:
                 detail = f"label {example.label!r}, {verdict.method} says {verdict.predicted!r}"
                 self.relabelled[example.label][str(verdict.predicted)] += 1
                 self._drop(ctx, unit, text, "label_drift", detail)
@@ -458,7 +617,6 @@ class AugmentTask(Task):
             kept[example.index].append((unit.id, text))
             records[example.index].append(self._record(ctx, unit, answer, verdict, drift))
             ctx.count("variations_kept")
-        return records
 
     def _near(self, a: str, b: str) -> bool:
         return is_near_copy(a, b, self.params.max_similarity)
@@ -488,26 +646,29 @@ class AugmentTask(Task):
         if self.classifier is not None:
             clf = self.classifier
             return [Verdict(clf.predict(answer.value), method) for _, answer in candidates]
-        engine = ctx.engines["judge"] if method == "judge" else ctx.engine
         checks = [
             Unit(f"{unit.id}:check", (unit.payload, answer.value)) for unit, answer in candidates
         ]
         ctx.set_total(len(checks), "label checks")
+        return await ctx.gather(checks, lambda unit: self._ask(ctx, unit, method))
 
-        async def check(unit: Unit) -> Verdict:
-            job, text = unit.payload
-            messages = templates.load("augment_classify").messages(
-                labels=self.labels, examples=self._shots(job.example.index), text=text
-            )
-            result = await engine.complete(
-                messages,
-                schema=self.label_schema,
-                max_tokens=16 + 4 * max(len(x) for x in self.labels),
-                temperature=CHECK_TEMPERATURE,
-            )
-            return Verdict(str(result.value.label), method, [result])
-
-        return await ctx.gather(checks, check)
+    async def _ask(self, ctx: RunContext, unit: Unit, method: str) -> Verdict:
+        """The model or judge label check of one text (`unit.payload`: its job and text),
+        shown labelled originals other than its own."""
+        job, text = unit.payload
+        engine = ctx.engines["judge"] if method == "judge" else ctx.engine
+        messages = templates.load("augment_classify").messages(
+            labels=self.labels, examples=self._shots(job.example.index), text=text
+        )
+        label, _, result = await ask_label(
+            engine,
+            messages,
+            self.labels,
+            confidence=False,
+            max_tokens=16 + 4 * max(len(x) for x in self.labels),
+            temperature=CHECK_TEMPERATURE,
+        )
+        return Verdict(label, method, [result])
 
     def _shots(self, exclude: int) -> list[dict[str, str]]:
         """Labelled originals shown to the label check: the first few of each label, in input
@@ -569,4 +730,7 @@ class AugmentTask(Task):
                 "predicted": verdict.predicted,
             }
             ctx.count("flagged_label_drift")
+            if not self.trusted[example.label]:
+                record.notes["label_drift"]["check_trusted"] = False
+                ctx.count("flagged_untrusted_check")
         return record
