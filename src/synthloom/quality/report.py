@@ -228,6 +228,8 @@ def _audit(
 
 def _warnings(report: Mapping[str, Any]) -> list[str]:
     out: list[str] = []
+    if not report["records"]:
+        out.append("no records are left: the counts through each stage show what removed them")
     for stage in report["stages"]:
         out.extend(stage.get("warnings") or ())
     audit = report["audit"]

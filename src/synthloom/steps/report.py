@@ -140,9 +140,7 @@ class Report(Step):
         from synthloom.quality.report import build_report, render_html
 
         p = self.params
-        records = [r for _, r in read_records(p.input)]
-        if not records:
-            raise UserError(f"{p.input}: no records to report on")
+        records = [r for _, r in read_records(p.input)]  # none left is reported, not refused
         reference = None
         if p.reference:
             reference = [row.data for path in p.reference for row in read_inputs(path)]
