@@ -90,3 +90,18 @@ def test_ten_point_scale_and_custom_criterion(tmp_path: Path) -> None:
     schema = task.schema.model_json_schema()
     assert schema["properties"]["tone"]["enum"] == list(range(1, 11))
     assert task.criteria == [{"name": "tone", "description": "is it polite?"}]
+
+
+def test_the_review_app_orders_scored_records_by_their_score(tmp_path: Path) -> None:
+    from synthloom.review.items import load_items
+
+    source = tmp_path / "scored.jsonl"
+    rows = [{"text": "a", "score": 2.5}, {"text": "b", "score": 4}, {"text": "c"}]
+    source.write_text(
+        "".join(
+            json.dumps({"id": f"s{i}", "task": "score", "data": d}) + "\n"
+            for i, d in enumerate(rows)
+        )
+    )
+    _, items = load_items(source)
+    assert [item.score for item in items] == [2.5, 4.0, None]

@@ -152,6 +152,7 @@ def record_items(source: Path) -> list[Item]:
         seen.add(rid)
         data = record["data"]
         label = data.get("label")
+        score = data.get("score")  # a judge's score (synthloom score): the queue can sort by it
         items.append(
             Item(
                 id=rid,
@@ -159,6 +160,9 @@ def record_items(source: Path) -> list[Item]:
                 task=str(record.get("task") or ""),
                 label=str(label) if isinstance(label, (str, int, bool)) else None,
                 payload={"record": record, "main": main_field(data)},
+                score=float(score)
+                if isinstance(score, int | float) and not isinstance(score, bool)
+                else None,
             )
         )
     if not items:
