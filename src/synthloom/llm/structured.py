@@ -51,7 +51,7 @@ def schema(name: str, **fields: Any) -> type[BaseModel]:
     return model
 
 
-def one_of(values: Iterable[str]) -> Any:
+def one_of(values: Iterable[Any]) -> Any:
     """The type of a field holding one of `values` (a JSON schema `enum`, in this order)."""
     return Literal[tuple(values)]  # type: ignore[valid-type]
 

@@ -14,10 +14,11 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from synthloom import templates
 from synthloom.errors import UserError
+from synthloom.llm import structured
 from synthloom.quality.audit import TEXT_FIELDS, pick_field
 from synthloom.records import Record, Turn
 from synthloom.runs import read_records
@@ -37,12 +38,11 @@ PROMPT_FIELDS = ("prompt", "instruction", "question", "original_text", "input")
 
 def score_schema(criteria: list[str], scale: int, rationale_chars: int) -> type[BaseModel]:
     """{"rationale": str, <criterion>: 1..scale, ...} as a pydantic model."""
-    score_type: Any = Literal[tuple(range(1, scale + 1))]  # type: ignore[valid-type]
+    score_type = structured.one_of(range(1, scale + 1))
     fields: dict[str, Any] = {"rationale": (str, Field(max_length=rationale_chars))}
     for name in criteria:
         fields[name] = (score_type, ...)
-    model: type[BaseModel] = create_model("CriterionScores", **fields)
-    return model
+    return structured.schema("CriterionScores", **fields)
 
 
 class ScoreParams(BaseModel):
