@@ -34,7 +34,10 @@ def write_run(path: Path) -> Path:
     ]
     path.write_text(
         "".join(
-            json.dumps({"id": f"r{i}", "task": "distill", "status": "ok", "data": d}) + "\n"
+            json.dumps(
+                {"id": f"r{i}", "task": "distill", "status": ["ok", "flagged"][i], "data": d}
+            )
+            + "\n"
             for i, d in enumerate(rows)
         )
     )
@@ -58,6 +61,7 @@ def test_score_then_filter_by_score(tmp_path: Path) -> None:
     assert bad["scores"] == {"quality": 1, "label_fit": 1} and bad["score"] == 1.0
     assert good["score_rationale"] == "short reason" and good["judge"] == "judge-m"
     assert good["response"] == "Hello there, nice to meet you." and good["scored_task"] == "distill"
+    assert by_parent["r1"]["status"] == "flagged"  # a flagged record stays flagged
     kept = tmp_path / "kept.jsonl"
     result = synthloom("filter", str(out), "--min-score", "3", "--out", str(kept))
     assert result.returncode == 0, result.stderr

@@ -111,7 +111,7 @@ class ScoreTask(Task):
         self.names = [c["name"] for c in self.criteria]
         self.schema = score_schema(self.names, params.scale, params.rationale_chars)
         self.rows = read_inputs(params.input)
-        self._tasks: dict[str, Any] | None = None
+        self._inputs: dict[str, dict[str, Any]] | None = None
         for row in self.rows:
             name = pick_field(row.data, params.field, TEXT_FIELDS)
             if name is None or not isinstance(row.data.get(name), str):
@@ -158,8 +158,9 @@ class ScoreTask(Task):
             "score_rationale": result.value.rationale,
             "judge": ctx.engine.backend.model,
         }
+        original = self._input_record(row) if row.record_id is not None else {}
         if row.record_id is not None:
-            data["scored_task"] = self._input_task(row)
+            data["scored_task"] = original.get("task")
         ctx.count("records_scored")
         record = self.record(
             (unit.id, result.key),
@@ -168,15 +169,20 @@ class ScoreTask(Task):
             template=template,
             results=[result],
             parents=(row.record_id,) if row.record_id else (),
+            # a record flagged for review stays flagged, with its reason
+            notes={
+                **(original.get("notes") or {}),
+                "source": {"file": str(row.path), "line": row.line},
+            },
+            status=str(original.get("status", "ok")),
             **sampling,
         )
-        record.notes["source"] = {"file": str(row.path), "line": row.line}
         return [record]
 
-    def _input_task(self, row: InputRow) -> str | None:
-        if self._tasks is None:  # the input is synthloom records: read their tasks once
-            self._tasks = {str(r["id"]): r.get("task") for _, r in read_records(row.path)}
-        return self._tasks.get(str(row.record_id))
+    def _input_record(self, row: InputRow) -> dict[str, Any]:
+        if self._inputs is None:  # the input is synthloom records: read them once
+            self._inputs = {str(r["id"]): r for _, r in read_records(row.path)}
+        return self._inputs.get(str(row.record_id)) or {}
 
     @staticmethod
     def turns(data: dict[str, Any]) -> list[Turn]:
