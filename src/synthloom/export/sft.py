@@ -113,7 +113,7 @@ def sft_rows(
     """Every row `source`'s records teach in `fmt`, with ids and split groups."""
     if fmt not in FORMATS:
         raise UserError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    if system and not SFT[fmt].conversational and fmt != "alpaca" and fmt != "data":
+    if system and not SFT[fmt].conversational and fmt != "alpaca":
         raise UserError(
             f"--system: the {fmt} format holds no system prompt; use"
             " prompt-completion-conversational or messages"
