@@ -628,3 +628,15 @@ def test_card_follows_a_review_export_back_to_its_run(tmp_path: Path) -> None:
     assert "step `review-export`" in card and "rejected: 1" in card
     assert f"run `{run_dir}` (task `summarize`, complete)" in card
     assert "2 of 2 exported records were approved by people" in card and "1 of them edited" in card
+
+
+def test_card_follows_dedup_back_to_the_generating_run(tmp_path: Path) -> None:
+    """qa -> dedup -> export: the card shows what dedup dropped and the run behind it."""
+    run_dir = sft_run(tmp_path / "run")
+    rows = [r for r in read_jsonl(run_dir / "records.jsonl") if r["task"] == "qa"]
+    write_jsonl(run_dir / "records.jsonl", [*rows, {**rows[0], "id": "q1-copy"}])
+    assert run("dedup", str(run_dir), "--field", "question", "--out", str(tmp_path / "clean")) == 0
+    assert run("export", str(tmp_path / "clean"), "--out", str(tmp_path / "sft.jsonl")) == 0
+    card = (tmp_path / "sft.jsonl.README.md").read_text()
+    assert "step `dedup`" in card and "dropped exact duplicate: 1" in card
+    assert f"run `{run_dir}` (task `qa`, complete)" in card

@@ -62,13 +62,14 @@ def lineage(sources: Iterable[Path], depth: int = 6) -> list[dict[str, Any]]:
             return
         seen.add(key)
         manifest = path / "manifest.json"
-        step = path / LINEAGE if path.is_dir() else path.with_name(f"{path.name}.{LINEAGE}")
+        step = _step_file(path)
         if manifest.is_file():
             found.append({"kind": "run", "path": str(path), **_json(manifest)})
-        elif step.is_file():
+        elif step is not None:
             data = _json(step)
+            inputs = data.get("inputs") or ([data["input"]] if data.get("input") else [])
             found.append({"kind": "step", "path": str(path), **data})
-            for parent in data.get("inputs") or []:
+            for parent in inputs:
                 visit(Path(parent), level + 1)
         else:
             found.append({"kind": "file", "path": str(path)})
@@ -76,6 +77,19 @@ def lineage(sources: Iterable[Path], depth: int = 6) -> list[dict[str, Any]]:
     for source in sources:
         visit(Path(source), 0)
     return found
+
+
+def _step_file(path: Path) -> Path | None:
+    """What a curation step wrote beside its output: `lineage.json` (review export), or the
+    `stage.json` of filter and dedup (`<name>.stage.json` beside a .jsonl output)."""
+    if path.is_dir():
+        candidates = [path / LINEAGE, path / "stage.json"]
+    else:
+        candidates = [
+            path.with_name(f"{path.name}.{LINEAGE}"),
+            path.with_name(f"{path.stem}.stage.json"),
+        ]
+    return next((c for c in candidates if c.is_file()), None)
 
 
 def _json(path: Path) -> dict[str, Any]:
