@@ -309,6 +309,34 @@ def test_preference_formats_round_trip(tmp_path: Path, fmt: str, out_name: str) 
         check_row(PREFERENCE[fmt], row)
 
 
+@pytest.mark.parametrize("fmt", list(PREFERENCE))
+def test_export_writes_preference_formats_as_pairs_does(tmp_path: Path, fmt: str) -> None:
+    """`export RESPONSES --format dpo... --rankings R` is the pairs step by another door."""
+    responses, rankings = preference_inputs(tmp_path)
+    by_export, by_pairs = tmp_path / "e.jsonl", tmp_path / "p.jsonl"
+    args = ["--format", fmt, "--split", "0.5,0.5"]
+    assert run("export", str(responses), "--rankings", str(rankings), *args, "--out",
+               str(by_export)) == 0  # fmt: skip
+    assert run("pairs", "--responses", str(responses), "--rankings", str(rankings), *args,
+               "--out", str(by_pairs)) == 0  # fmt: skip
+    for split in ("train", "validation"):
+        rows = read_jsonl(tmp_path / f"e.{split}.jsonl")
+        assert rows == read_jsonl(tmp_path / f"p.{split}.jsonl")
+        for row in rows:
+            check_row(PREFERENCE[fmt], row)
+
+
+def test_export_preference_needs_rankings_and_sft_refuses_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    responses, rankings = preference_inputs(tmp_path)
+    assert run("export", str(responses), "--format", "dpo", "--out", str(tmp_path / "a.jsonl")) == 2
+    assert "give --rankings FILE" in capsys.readouterr().err
+    args = ["--rankings", str(rankings), "--out", str(tmp_path / "b.jsonl")]
+    assert run("export", str(sft_run(tmp_path / "run")), *args) == 2
+    assert "no preference format" in capsys.readouterr().err
+
+
 def test_pairs_default_is_conversational_with_a_system_prompt(tmp_path: Path) -> None:
     responses, rankings = preference_inputs(tmp_path, prompts=1)
     out = tmp_path / "dpo.jsonl"
@@ -582,7 +610,7 @@ def test_card_says_counts_models_templates_removals_review_and_share(tmp_path: P
 
 
 def test_help_names_the_trainers_of_every_format() -> None:
-    for command, formats in (("export", SFT), ("pairs", PREFERENCE)):
+    for command, formats in (("export", ALL), ("pairs", PREFERENCE)):
         result = synthloom(command, "--help")
         assert result.returncode == 0
         for name, fmt in formats.items():

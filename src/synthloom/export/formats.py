@@ -249,6 +249,24 @@ PreferenceFormat = Literal[
     "openai-dpo",
 ]
 assert set(get_args(SFTFormat)) == set(SFT) and set(get_args(PreferenceFormat)) == set(PREFERENCE)
+AnyFormat = Literal[
+    "messages",
+    "openai",
+    "prompt-completion-conversational",
+    "prompt-completion",
+    "alpaca",
+    "sharegpt",
+    "classification",
+    "data",
+    "dpo-conversational",
+    "dpo",
+    "reward-conversational",
+    "reward",
+    "kto-conversational",
+    "kto",
+    "openai-dpo",
+]
+assert get_args(AnyFormat) == (*get_args(SFTFormat), *get_args(PreferenceFormat))
 
 
 def help_text(formats: dict[str, Format]) -> str:

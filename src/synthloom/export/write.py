@@ -25,8 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
 from synthloom.errors import UserError
-from synthloom.export.split import SPLIT_NAMES, assign
+from synthloom.export.split import SPLIT_NAMES, assign, check_shares
 from synthloom.export.trl import sidecar_path, write_rows
 from synthloom.outputs import is_dataset_dir, write_atomic
 
@@ -177,3 +179,33 @@ def write_card(out: Path, text: str) -> Path:
     path = card_path(out)
     write_atomic(path, text)
     return path
+
+
+SPLIT_HELP = (
+    "train,validation[,test] shares adding up to 1, e.g. 0.8,0.1,0.1: one file per split"
+    " (sft.train.jsonl, ...; splits of a `datasets` directory); rows derived from one original"
+    " stay in one split"
+)
+
+
+class OutputParams(BaseModel):
+    """The output options every dataset-writing step shares (export, pairs, mix)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    split: list[float] | None = Field(None, description=SPLIT_HELP)
+    seed: int = Field(0, description="the seed of the split (and of mix's sampling)")
+    ids: bool = Field(
+        True,
+        description="also write <file>.ids.jsonl beside each data file: ids and provenance per row",
+    )
+    card: bool = Field(
+        True,
+        description="also write the dataset card: <file>.README.md (README.md inside a"
+        " `datasets` directory)",
+    )
+
+    @field_validator("split")
+    @classmethod
+    def _shares(cls, value: list[float] | None) -> list[float] | None:
+        return list(check_shares(value)) if value is not None else None

@@ -7,47 +7,19 @@ from pathlib import Path
 from typing import Any
 
 import click
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field
 
 from synthloom.errors import UserError
 from synthloom.export.card import CardInfo, render
-from synthloom.export.formats import SFT, SFTFormat, help_text
+from synthloom.export.formats import PREFERENCE, SFT, AnyFormat, help_text
 from synthloom.export.sft import sft_rows
-from synthloom.export.split import check_shares
-from synthloom.export.write import planned_files, write_card, write_dataset
+from synthloom.export.write import OutputParams, planned_files, write_card, write_dataset
 from synthloom.outputs import is_dataset_dir
+from synthloom.preference.rankings import AggregateMethod, PairMode
 from synthloom.runs import read_records
 from synthloom.steps.base import Step
+from synthloom.steps.pairs import Pairs, PairsParams
 from synthloom.terminal import visible
-
-SPLIT_HELP = (
-    "train,validation[,test] shares adding up to 1, e.g. 0.8,0.1,0.1: one file per split"
-    " (sft.train.jsonl, ...; splits of a `datasets` directory); rows derived from one original"
-    " stay in one split"
-)
-
-
-class OutputParams(BaseModel):
-    """The output options every dataset-writing step shares (export, pairs, mix)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    split: list[float] | None = Field(None, description=SPLIT_HELP)
-    seed: int = Field(0, description="the seed of the split (and of mix's sampling)")
-    ids: bool = Field(
-        True,
-        description="also write <file>.ids.jsonl beside each data file: ids and provenance per row",
-    )
-    card: bool = Field(
-        True,
-        description="also write the dataset card: <file>.README.md (README.md inside a"
-        " `datasets` directory)",
-    )
-
-    @field_validator("split")
-    @classmethod
-    def _shares(cls, value: list[float] | None) -> list[float] | None:
-        return list(check_shares(value)) if value is not None else None
 
 
 class ExportParams(OutputParams):
@@ -56,9 +28,22 @@ class ExportParams(OutputParams):
         description="a run directory or a records .jsonl file",
         json_schema_extra={"argument": True, "metavar": "SOURCE"},
     )
-    format: SFTFormat = Field(
+    format: AnyFormat = Field(
         "messages",
-        description="the training format (see the list above: which trainers read each)",
+        description="the training format (see the list above: which trainers read each);"
+        " a preference format reads --rankings, as `synthloom pairs` does",
+    )
+    rankings: list[Path] = Field(
+        [],
+        description="preference formats: a rankings file of SOURCE's responses (repeatable):"
+        " a judge run's rankings.jsonl and/or people's",
+        json_schema_extra={"multiple": True},
+    )
+    mode: PairMode = Field(
+        "all", description="preference formats: which pairs (all, best_worst, best_random)"
+    )
+    aggregate: AggregateMethod = Field(
+        "borda", description="preference formats: how several annotators' rankings combine"
     )
     path: Path = Field(
         ...,
@@ -82,6 +67,7 @@ class ExportParams(OutputParams):
 class Export(Step):
     name = "export"
     Params = ExportParams
+    inputs = ("input", "rankings")
     outputs = ("path",)
     datasets = ("path",)
     dataset_dirs = ("path",)
@@ -96,6 +82,10 @@ class Export(Step):
         ]
 
     def check(self) -> None:
+        pairs = self._pairs()
+        if pairs is not None:
+            pairs.check()
+            return
         next(iter(read_records(self.params.input)), None)
         self._check_format()
 
@@ -103,9 +93,35 @@ class Export(Step):
         p = self.params
         if SFT[p.format].jsonl_only and (p.path.suffix.lower() != ".jsonl"):
             raise UserError(f"--format {p.format}: OpenAI fine-tuning reads .jsonl files only")
+        if p.rankings:
+            raise UserError(f"--rankings: --format {p.format} is no preference format; drop it")
+
+    def _pairs(self) -> Pairs | None:
+        """A preference format: the `pairs` step over SOURCE's responses and the rankings."""
+        p = self.params
+        if p.format not in PREFERENCE:
+            return None
+        if not p.rankings:
+            raise UserError(
+                f"--format {p.format} makes pairs from rankings: give --rankings FILE (a judge"
+                " run's rankings.jsonl or people's, from `synthloom review export`)"
+            )
+        if p.group_by or p.include_flagged:
+            raise UserError(
+                "--group-by and --include-flagged are for SFT formats (pairs group by prompt)"
+            )
+        values = p.model_dump(
+            include=set(OutputParams.model_fields)
+            | {"rankings", "mode", "aggregate", "format", "system"}
+        )
+        return Pairs(PairsParams(responses=p.input, out=p.path, **values))
 
     def run(self) -> dict[str, Any]:
         p = self.params
+        pairs = self._pairs()
+        if pairs is not None:
+            counts = pairs.run()
+            return {"rows_out": counts["rows"], **{k: v for k, v in counts.items() if k != "rows"}}
         self._check_format()
         got = sft_rows(
             p.input,
@@ -151,6 +167,10 @@ class Export(Step):
 
     def after_cli(self, counts: dict[str, Any]) -> None:
         p = self.params
+        pairs = self._pairs()
+        if pairs is not None:
+            pairs.after_cli({**counts, "rows": counts["rows_out"]})
+            return
         where = "datasets directory" if is_dataset_dir(p.path) else "file"
         click.echo(
             visible(f"wrote {counts['rows_out']} {p.format} rows to {p.path} ({where})"), err=True
@@ -169,7 +189,9 @@ def _options(p: ExportParams) -> dict[str, Any]:
 
 
 Export.__doc__ = (
-    "Export a run as training data: SFT (messages by default), classification or the raw data."
-    "\n\nFormats, and which trainers read them (preference data: `synthloom pairs`):\n\n"
-    + help_text(SFT)
+    "Export a run as training data: SFT (messages by default), classification, preference"
+    " pairs (from --rankings of a responses run) or the raw data."
+    "\n\nFormats, and which trainers read them:\n\n" + help_text(SFT) + "\n\n"
+    "Preference formats (SOURCE: a responses run or file; with --rankings, as `synthloom"
+    " pairs` makes them):\n\n" + help_text(PREFERENCE)
 )

@@ -12,9 +12,8 @@ from pydantic import Field
 from synthloom.export.card import CardInfo, render
 from synthloom.export.formats import ALL, Format
 from synthloom.export.mix import PHASES, Phase, mix_rows
-from synthloom.export.write import planned_files, write_card, write_dataset
+from synthloom.export.write import OutputParams, planned_files, write_card, write_dataset
 from synthloom.steps.base import Step
-from synthloom.steps.export import OutputParams
 from synthloom.terminal import visible
 
 

@@ -14,10 +14,9 @@ from synthloom.errors import UserError
 from synthloom.export.card import CardInfo, render
 from synthloom.export.formats import PREFERENCE, help_text
 from synthloom.export.pairs import DEFAULT_FORMAT, ExportFormat, preference_data_from_files
-from synthloom.export.write import planned_files, write_card, write_dataset
+from synthloom.export.write import OutputParams, planned_files, write_card, write_dataset
 from synthloom.preference.rankings import AggregateMethod, PairMode
 from synthloom.steps.base import Step
-from synthloom.steps.export import OutputParams
 from synthloom.terminal import visible
 
 
