@@ -443,7 +443,7 @@ def test_a_starved_label_warns_without_balance_and_in_the_report(tmp_path: Path)
     assert result.returncode == 0, result.stderr
     data = json.loads(report.with_suffix(".json").read_text())
     assert warning in data["warnings"]
-    assert data["stages"][0]["step"] == "augment (generation)"
+    assert data["stages"][0]["step"] == "augment run"
 
 
 def test_balance_that_balances_does_not_warn(tmp_path: Path) -> None:

@@ -337,7 +337,11 @@ def _bars(groups: Mapping[str, Mapping[str, float]], title: str, ylabel: str) ->
 
 
 def _hist(series: Mapping[str, Sequence[float]], title: str, xlabel: str, bins: Any = 20) -> str:
+    import numpy as np
+
     fig, ax = _figure()
+    if isinstance(bins, int):  # the same bins for every series, so their bars compare
+        bins = np.histogram_bin_edges([v for values in series.values() for v in values], bins)
     for name, values in series.items():
         if values:
             ax.hist(values, bins=bins, alpha=0.6, label=name, density=len(series) > 1)

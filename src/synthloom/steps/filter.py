@@ -163,6 +163,9 @@ class Filter(Step):
         if p.out is None:  # the command requires --out; a recipe gives the step's directory
             raise UserError("filter: give `out`, a .jsonl file or a directory")
         stage = Stage("filter", p.input, p.out, p.watch)
+        stage.counts["records_in"] = 0
+        for name in self._rules():  # every rule in the counts, in the order they apply
+            stage.counts[f"dropped_{name}"] = 0
         blocked = rules.blocklist_matcher(self._blocklist())
         for line, record in read_records(p.input):
             stage.seen(record)
@@ -171,8 +174,6 @@ class Filter(Step):
                 stage.keep(record)
             else:
                 stage.remove(record, *found)
-        for name in self._rules():
-            stage.counts.setdefault(f"dropped_{name}", 0)
         return stage.write()
 
     def _rules(self) -> list[str]:

@@ -63,8 +63,9 @@ def _records_file(path: Path) -> Path:
 
 
 def trace_stages(path: Path) -> list[dict[str, Any]]:
-    """The stages the records at `path` went through, oldest first: the generating run's
-    summary (from its manifest.json) and each curation stage's stage.json."""
+    """The stages the records at `path` went through, oldest first: each curation stage's
+    stage.json and each run's summary (from its manifest.json), following a run's `input`
+    back while it is another run (score's input is the run it rated)."""
     stages: list[dict[str, Any]] = []
     current: Path | None = path
     for _ in range(MAX_STAGES):
@@ -78,8 +79,10 @@ def trace_stages(path: Path) -> list[dict[str, Any]]:
             stages.append(stage)
             current = Path(stage["input"]) if stage.get("input") else None
         elif manifest.is_file() and records.name == "records.jsonl":
-            stages.append(_generation_stage(json.loads(manifest.read_text(encoding="utf-8"))))
-            break
+            run = json.loads(manifest.read_text(encoding="utf-8"))
+            stages.append(_generation_stage(run))
+            source = ((run.get("identity") or {}).get("config") or {}).get("input")
+            current = Path(source) if isinstance(source, str) else None  # e.g. score's run
         else:
             break
     return list(reversed(stages))
@@ -100,7 +103,7 @@ def _generation_stage(manifest: dict[str, Any]) -> dict[str, Any]:
         summary.get("records_present") or 0
     )
     return {
-        "step": f"{identity.get('task', 'run')} (generation)",
+        "step": f"{identity.get('task', 'a')} run",
         "counts": counts,
         "warnings": summary.get("warnings") or [],
     }
