@@ -142,10 +142,11 @@ class Pairs(Step):
     def after_cli(self, counts: dict[str, Any]) -> None:
         p, s = self.params, counts
         unit = "rows" if p.format.startswith("kto") else "pairs"
-        others = [f for f in s["files"] if f != str(p.out)] + ([s["card"]] if "card" in s else [])
+        data = [f for f in s["files"] if not f.endswith(".ids.jsonl")] or [str(p.out)]
+        others = [f for f in s["files"] if f not in data] + ([s["card"]] if "card" in s else [])
         extra = f" (+ {', '.join(others)})" if others else ""
         lines = [
-            f"wrote {s['rows']} {p.format} {unit} to {p.out}{extra}",
+            f"wrote {s['rows']} {p.format} {unit} to {', '.join(data)}{extra}",
             f"prompts in: {s['prompts_in']} ({s['prompts_without_ranking']} more without a ranking)",
         ]
         if unit == "pairs":
