@@ -8,7 +8,10 @@ each one removed; they are plain functions so a task or a test can use one on it
 - refusal: a refusal or apology instead of an answer ("As an AI...", "I'm sorry, but I can't")
 - language: the text is confidently in another language (py3langid; texts under
   `LANGUAGE_MIN_WORDS` words are not judged: too short to tell)
-- cut_off: the model stopped at its token limit (finish reason "length")
+- cut_off: the model stopped at its token limit (finish reason "length" in the record's
+  provenance, notes or data). synthloom's own tasks never keep a cut-off answer (the engine
+  asks again, and Self-Instruct drops the cut-off last item of a list), so this rule is for
+  records made elsewhere that say how the model finished
 - empty / echo: nothing but punctuation or space, or a near copy of the record's prompt
 - score: a judge score below a threshold (see tasks/score.py)
 """
