@@ -18,6 +18,7 @@ FLOORS: list[tuple[str, ...]] = [
         "synthloom.records",
         "synthloom.templates",
         "synthloom.settings",
+        "synthloom.idset",
     ),
     (
         "synthloom.llm",

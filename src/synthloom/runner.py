@@ -7,7 +7,6 @@ import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -267,6 +266,8 @@ async def _execute(
         raise
     try:
         run.open(cache)
+        if task.resume_by_unit:
+            run.open_units_done()
         for note in run.notes:
             stderr_console().print(
                 f"synthloom: {note}", markup=False, highlight=False, soft_wrap=True
@@ -281,7 +282,7 @@ async def _execute(
     # A progress bar only where someone sees it (rich's disabled bar still costs per unit).
     progress = _progress() if show_progress and sys.stderr.isatty() else None
     bar = _Bar(progress, task.name, task.total()) if progress is not None else None
-    ctx = RunContext(engines, run, bar)
+    ctx = RunContext(engines, run, bar, resume_by_unit=task.resume_by_unit)
     status = "failed"
     fatal = False
     try:
@@ -381,7 +382,7 @@ def _progress() -> Progress:
 
 
 def _summary(status: str, run: RunDir, ctx: RunContext, seconds: float) -> Summary:
-    failures: Counter[str] = Counter(f["cause"] for f in run.failures.values())
+    failures = run.failure_causes
     totals = Counter[str]()
     calls = requests = hits = retries = invalid = pt = ct = 0
     for e in ctx.engines.values():
@@ -414,20 +415,8 @@ def _summary(status: str, run: RunDir, ctx: RunContext, seconds: float) -> Summa
         seconds=round(seconds, 3),
         backends={role: e.backend.describe() for role, e in ctx.engines.items()},
         warnings=list(ctx.warnings),
-        top_failure=_top_failure(run.failures.values()),
+        top_failure=run.top_failure(),
     )
-
-
-def _top_failure(failures: Iterable[dict[str, Any]]) -> str:
-    """The most common failure cause with its most common text: "cause: detail"."""
-    by_cause: dict[str, Counter[str]] = {}
-    for f in failures:
-        by_cause.setdefault(str(f.get("cause")), Counter())[str(f.get("detail") or "")] += 1
-    if not by_cause:
-        return ""
-    cause, details = max(by_cause.items(), key=lambda kv: sum(kv[1].values()))
-    detail = details.most_common(1)[0][0]
-    return f"{cause}: {detail}" if detail else cause
 
 
 def print_summary(s: Summary) -> None:

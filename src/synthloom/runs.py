@@ -3,10 +3,18 @@
     <out>/records.jsonl   one record per line, appended as records finish
     <out>/failures.jsonl  units that produced no record, each with its cause (rewritten at the end)
     <out>/manifest.json   the job's config, status and counts (rewritten atomically)
+    <out>/units.done      for tasks that resume by unit (distill): the units whose records are
+                          all written, 16 bytes each (binary)
 
 A rerun of the same job in the same directory resumes: records already in records.jsonl are
 not written again (ids are stable), and the calls behind them come from the response cache.
-A torn last line left by a killed process is cut off before appending.
+A torn last line left by a killed process is cut off before appending. A task that declares
+`resume_by_unit` does not even redo a finished unit: units.done says which are finished.
+
+Memory does not grow with the run's size beyond a few bytes a record: the ids already written
+are 8 bytes each (`IdSet`), units.done 16 bytes a unit, and failures go to disk as they come
+(only their counts by cause stay in memory). Reading the ids of a finished run does not parse
+its records: the id is the start of each line this module writes.
 
 `read_records` is the one reader of a run's records (a run directory or a records .jsonl
 file): export, dedup, review and recipe checks all read through it.
@@ -17,19 +25,31 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import shutil
+import struct
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from synthloom.errors import UserError
+from synthloom.idset import IdSet
 from synthloom.llm.cache import ResponseCache
-from synthloom.outputs import write_atomic  # re-exported: moved to synthloom.outputs
+from synthloom.outputs import atomic_file, write_atomic  # write_atomic: re-exported
 from synthloom.records import Record
+
+if TYPE_CHECKING:
+    import numpy as np
 
 RECORDS = "records.jsonl"
 FAILURES = "failures.jsonl"
 MANIFEST = "manifest.json"
+UNITS_DONE = "units.done"
+_FAILURES_PARTIAL = ".failures.jsonl.partial"
+_HEX = b"0123456789abcdef"
+_DONE_ENTRY = struct.Struct("<QQ")  # unit digest, records end offset << 16 | record count
+_DETAILS_PER_CAUSE = 64  # distinct failure texts counted per cause (for "most often")
 
 __all__ = [
     "FAILURES",
@@ -108,16 +128,23 @@ class RunDir:
             identity_hash(without_extent(e, self.extent)) for e in (identity, *(earlier or ()))
         }
         self.notes: list[str] = []  # for the user, e.g. that a lower n removed nothing
-        self.existing: set[str] = set()
+        self.existing = IdSet()  # ids of the records in records.jsonl
         self.written = 0
         self.already_present = 0
-        self.failures: dict[str, dict[str, Any]] = {}
+        self.failure_causes: Counter[str] = Counter()  # this run's failures.jsonl, by cause
+        self._failure_details: dict[str, Counter[str]] = {}
         self.started = time.time()
         self._file: IO[str] | None = None
+        self._failures: IO[str] | None = None
         self._cache: ResponseCache | None = None
         self._lines: list[str] = []  # record lines not written yet
         self._buffered = 0
+        self._size = 0  # bytes in records.jsonl (its lines are ASCII)
         self._timer: asyncio.TimerHandle | None = None
+        self._done_file: IO[bytes] | None = None
+        self._done_new: list[bytes] = []  # units.done entries to write after their records
+        self._done_keys: np.ndarray | None = None  # units.done read at open: sorted digests
+        self._done_values: np.ndarray | None = None
 
     def check(self) -> None:
         """Raise UserError unless the directory is free or holds this same job (to resume).
@@ -156,9 +183,37 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         records = self.path / RECORDS
         if records.exists():
-            self.existing = _load_ids_and_repair(records)
+            self.existing, self._size = _load_ids_and_repair(records)
         self._file = open(records, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._failures = open(  # noqa: SIM115 - closed in close()
+            self.path / _FAILURES_PARTIAL, "w", encoding="utf-8"
+        )
         self.write_manifest("running", {})
+
+    def open_units_done(self) -> None:
+        """Read units.done (the finished units of earlier runs whose records are still all in
+        records.jsonl) and open it for appending; for tasks that resume by unit."""
+        path = self.path / UNITS_DONE
+        if path.exists():
+            self._done_keys, self._done_values = _load_units_done(path, self._size)
+        self._done_file = open(path, "ab")  # noqa: SIM115 - closed in close()
+
+    def done_records(self, unit: str) -> int | None:
+        """How many records a unit finished by an earlier run wrote (None: not finished)."""
+        keys = self._done_keys
+        if keys is None or not len(keys):
+            return None
+        digest = unit_digest(unit)
+        i = int(keys.searchsorted(digest))
+        if i < len(keys) and int(keys[i]) == digest:
+            assert self._done_values is not None
+            return int(self._done_values[i]) & 0xFFFF
+        return None
+
+    def mark_done(self, unit: str, records: int) -> None:
+        """The unit's records are all added: it need not run again (written after them)."""
+        if self._done_file is not None and records < 0xFFFF:
+            self._done_new.append(_DONE_ENTRY.pack(unit_digest(unit), records))
 
     def add(self, record: Record) -> bool:
         """Append a record unless an earlier run already wrote it. Returns True if new.
@@ -192,6 +247,8 @@ class RunDir:
             self._timer.cancel()
             self._timer = None
         if not self._lines:
+            if self._done_new and self._done_file is not None:  # units with no records
+                self._write_done()
             return
         f = self._file
         assert f is not None
@@ -200,19 +257,64 @@ class RunDir:
         self._buffered = 0
         f.write(data)
         f.flush()
+        self._size += len(data)
+        if self._done_new and self._done_file is not None:
+            self._write_done()
+
+    def _write_done(self) -> None:
+        """Append the units whose records are now on disk, with where those records end."""
+        assert self._done_file is not None
+        end = self._size << 16
+        self._done_file.write(
+            b"".join(
+                _DONE_ENTRY.pack(digest, end | count)
+                for digest, count in map(_DONE_ENTRY.unpack, self._done_new)
+            )
+        )
+        self._done_file.flush()
+        self._done_new.clear()
 
     def fail(self, unit: str, cause: str, detail: str = "", **extra: Any) -> None:
-        self.failures[unit] = {"unit": unit, "cause": cause, "detail": detail, **extra}
+        """A failures.jsonl line (written as it comes; only the counts stay in memory)."""
+        line = json.dumps({"unit": unit, "cause": cause, "detail": detail, **extra})
+        if self._failures is None:
+            raise RuntimeError("the run directory is not open")
+        self._failures.write(line + "\n")
+        self.failure_causes[cause] += 1
+        details = self._failure_details.setdefault(cause, Counter())
+        if detail in details or len(details) < _DETAILS_PER_CAUSE:
+            details[detail] += 1
+
+    def top_failure(self) -> str:
+        """The most common failure cause with its most common text: "cause: detail"."""
+        if not self.failure_causes:
+            return ""
+        cause = self.failure_causes.most_common(1)[0][0]
+        details = self._failure_details.get(cause)
+        detail = details.most_common(1)[0][0] if details else ""
+        return f"{cause}: {detail}" if detail else cause
 
     def close(self, status: str, summary: dict[str, Any]) -> None:
         if self._file is not None:
             self.flush()
             self._file.close()
             self._file = None
+        if self._done_file is not None:
+            self._done_file.close()
+            self._done_file = None
         if self._cache is not None:
             self._cache.flush()
-        lines = "".join(json.dumps(f, ensure_ascii=True) + "\n" for f in self.failures.values())
-        write_atomic(self.path / FAILURES, lines)
+        partial = self.path / _FAILURES_PARTIAL
+        if self._failures is not None:
+            self._failures.close()
+            self._failures = None
+
+            def copy(tmp: Path) -> None:
+                with open(partial, "rb") as src, open(tmp, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+
+            atomic_file(self.path / FAILURES, copy)
+            partial.unlink(missing_ok=True)
         self.write_manifest(status, summary)
 
     def _keep_larger_extent(self, old_identity: dict[str, Any]) -> None:
@@ -244,23 +346,62 @@ class RunDir:
         write_atomic(self.path / MANIFEST, json.dumps(manifest, indent=2, default=str) + "\n")
 
 
-def _load_ids_and_repair(path: Path) -> set[str]:
-    """Ids of complete records; a torn or corrupt tail (killed mid-write) is truncated."""
-    ids: set[str] = set()
+def unit_digest(unit: str) -> int:
+    """A unit id as the 64-bit digest units.done keeps."""
+    return int.from_bytes(hashlib.blake2b(unit.encode(), digest_size=8).digest(), "little")
+
+
+def _load_ids_and_repair(path: Path) -> tuple[IdSet, int]:
+    """Ids of complete records, and the size of the file holding them; a torn or corrupt
+    tail (killed mid-write) is truncated. A line as this module writes it starts with its
+    id (`{"id":"<16 hex digits>",`): that is read without parsing the line; any other line,
+    and the last one (where a kill leaves its mark), is parsed."""
+    ids = IdSet()
     good_end = 0
+    last = b""
     with open(path, "rb") as f:
         for raw in f:
             if not raw.endswith(b"\n"):
                 break
-            try:
-                ids.add(json.loads(raw)["id"])
-            except (ValueError, KeyError, TypeError):
-                break
-            good_end += len(raw)
+            if last:  # not the last line: the fast path applies
+                if not _add_id(ids, last):
+                    break
+                good_end += len(last)
+            last = raw
+        if last and last.endswith(b"\n") and _add_id(ids, last, parse=True):
+            good_end += len(last)
     if good_end < path.stat().st_size:
         with open(path, "r+b") as f:
             f.truncate(good_end)
-    return ids
+    return ids, good_end
+
+
+def _add_id(ids: IdSet, raw: bytes, parse: bool = False) -> bool:
+    """Add the id of one record line; False if the line is not a record."""
+    if not parse and raw.startswith(b'{"id":"') and raw[23:25] == b'",':
+        digits = raw[7:23]
+        if not digits.translate(None, _HEX):
+            ids.add_int(int(digits, 16))
+            return True
+    try:
+        record = json.loads(raw)
+        ids.add(record["id"])
+    except (ValueError, KeyError, TypeError):
+        return False
+    return isinstance(record, dict) and isinstance(record["id"], str)
+
+
+def _load_units_done(path: Path, records_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The entries of units.done whose records end within the first `records_size` bytes of
+    records.jsonl (a cut or replaced records file invalidates the rest), sorted by unit."""
+    import numpy as np
+
+    data = path.read_bytes()
+    data = data[: len(data) - len(data) % _DONE_ENTRY.size]  # a torn last entry
+    table = np.frombuffer(data, dtype=np.dtype([("unit", "<u8"), ("end", "<u8")]))
+    table = table[(table["end"] >> np.uint64(16)) <= np.uint64(records_size)]
+    order = np.argsort(table["unit"], kind="stable")
+    return np.ascontiguousarray(table["unit"][order]), np.ascontiguousarray(table["end"][order])
 
 
 def _changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> str:

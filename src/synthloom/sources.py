@@ -9,10 +9,10 @@ import csv
 import json
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from synthloom.errors import UserError
 
@@ -124,28 +124,77 @@ def load_documents(path: Path, size: int, overlap: int) -> list[Chunk]:
 
 
 def read_table(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Rows of a .jsonl or .csv file as (line number, row)."""
-    text = read_text(path)
+    """Rows of a .jsonl or .csv file as (line number, row), read as they are used: memory
+    does not grow with the file. Errors name the file and line."""
     suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".ndjson", ".json"):
-        for i, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as exc:
-                raise UserError(
-                    f"{path}:{i}: invalid JSON ({exc.msg}); one object per line"
-                ) from None
-            if not isinstance(row, dict):
-                raise UserError(f"{path}:{i}: expected a JSON object per line")
-            yield i, row
-    elif suffix in (".csv", ".tsv"):
-        reader = csv.DictReader(text.splitlines(), delimiter="\t" if suffix == ".tsv" else ",")
-        for i, row in enumerate(reader, start=2):
-            yield i, dict(row)
-    else:
+    if suffix not in (".jsonl", ".ndjson", ".json", ".csv", ".tsv"):
         raise UserError(f"{path}: unsupported file type {suffix!r}; use .jsonl or .csv")
+    try:
+        f = open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a directory, expected a file") from None
+    lines = _Lines(path, f)
+    with f:
+        if suffix in (".csv", ".tsv"):
+            reader = csv.DictReader(lines, delimiter="\t" if suffix == ".tsv" else ",")
+            for i, row in enumerate(reader, start=2):
+                yield i, dict(row)
+        else:
+            for i, line in enumerate(lines, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except ValueError as exc:
+                    raise UserError(
+                        f"{path}:{i}: invalid JSON ({exc.msg}); one object per line"
+                    ) from None
+                if not isinstance(row, dict):
+                    raise UserError(f"{path}:{i}: expected a JSON object per line")
+                yield i, row
+    if not lines.content:
+        raise UserError(f"{path}: file is empty")
+
+
+def _utf8_error(path: Path) -> UserError:
+    """The one-line error for the first byte of `path` that is not UTF-8 (read by lines: the
+    decoder reads ahead, so where it failed is not where the bad byte is)."""
+    offset = 0
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return UserError(
+                    f"{path}:{number}: not UTF-8 text (bad byte at offset"
+                    f" {offset + exc.start}); convert it to UTF-8"
+                )
+            offset += len(raw)
+    return UserError(f"{path}: not UTF-8 text; convert it to UTF-8")
+
+
+class _Lines:
+    """The lines of a text file (line breaks as `str.splitlines` makes them, for JSON), with a
+    one-line error for bytes that are not UTF-8, and whether any line had content."""
+
+    def __init__(self, path: Path, f: IO[str]) -> None:
+        self.path, self.f, self.content, self.line = path, f, False, 0
+
+    def __iter__(self) -> Iterator[str]:
+        path, f = self.path, self.f
+        while True:
+            try:
+                raw = f.readline()
+            except UnicodeDecodeError:
+                raise _utf8_error(path) from None
+            if not raw:
+                return
+            self.line += 1
+            if not self.content and raw.strip():
+                self.content = True
+            yield raw.rstrip("\r\n")
 
 
 def require_columns(path: Path, line: int, row: dict[str, Any], columns: list[str]) -> None:
@@ -173,17 +222,49 @@ def read_inputs(path: Path, columns: list[str] | None = None) -> list[InputRow]:
     """Rows of a .jsonl/.csv file, or of a synthloom run (`records.jsonl` or its directory).
 
     synthloom records are unwrapped to their `data` and keep their id, so outputs can name
-    their parents. `columns` must be present and non-empty in every row."""
+    their parents. `columns` must be present and non-empty in every row. (A list: for large
+    inputs, `Inputs` streams them instead.)"""
+    return list(Inputs(path, columns))
+
+
+def iter_inputs(path: Path, columns: list[str] | None = None) -> Iterator[InputRow]:
+    """The rows of `read_inputs`, one at a time (no row count check)."""
     if path.is_dir():
         path = path / "records.jsonl"
-    rows: list[InputRow] = []
     for line, row in read_table(path):
         record_id = None
         if isinstance(row.get("data"), dict) and "id" in row and "task" in row:
             record_id, row = str(row["id"]), row["data"]
         if columns:
             require_columns(path, line, row, columns)
-        rows.append(InputRow(path, line, row, record_id))
-    if not rows:
-        raise UserError(f"{path}: no rows")
-    return rows
+        yield InputRow(path, line, row, record_id)
+
+
+class Inputs:
+    """The input rows of a file, checked once in full when made (every row read, `columns`
+    present, `check(row)` raising UserError for a bad one, and counted), then read again each
+    time they are iterated: a task can go over millions of rows in constant memory, and a user
+    mistake on the last line is still reported before any model call."""
+
+    def __init__(
+        self,
+        path: Path,
+        columns: list[str] | None = None,
+        check: Callable[[InputRow], None] | None = None,
+    ) -> None:
+        self.path, self.columns = path, columns
+        count = 0
+        for row in iter_inputs(path, columns):
+            if check is not None:
+                check(row)
+            count += 1
+        if not count:
+            shown = path / "records.jsonl" if path.is_dir() else path
+            raise UserError(f"{shown}: no rows")
+        self.count = count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[InputRow]:
+        return iter_inputs(self.path, self.columns)

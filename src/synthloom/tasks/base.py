@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Container, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
@@ -90,13 +90,16 @@ class RunContext:
     progress: ProgressBar | None = None
     counters: Counter[str] = field(default_factory=Counter)
     warnings: list[str] = field(default_factory=list)
+    # the task resumes by unit (Task.resume_by_unit): for_each skips the units an earlier run
+    # finished (all their records written, all "ok") and records those it finishes
+    resume_by_unit: bool = False
 
     @property
     def engine(self) -> Engine:
         return self.engines.get("default") or next(iter(self.engines.values()))
 
     @property
-    def existing(self) -> set[str]:
+    def existing(self) -> Container[str]:
         """Ids of the records already in the run (written by an earlier run or this one)."""
         return self.run.existing
 
@@ -133,13 +136,37 @@ class RunContext:
     async def for_each(
         self, units: Iterable[Unit], fn: Callable[[Unit], Awaitable[list[Record]]]
     ) -> None:
-        """Run `fn` on every unit; records are written as each unit finishes."""
+        """Run `fn` on every unit; records are written as each unit finishes. `units` may be
+        a generator: units are made as workers take them (a huge input is never all in
+        memory)."""
+        run = self.run
+        by_unit = self.resume_by_unit
 
         async def handle(unit: Unit) -> None:
-            for record in await fn(unit):
+            records = await fn(unit)
+            for record in records:
                 self.emit(record)
+            if by_unit and all(r.status == "ok" for r in records):
+                run.mark_done(unit.id, len(records))
 
+        if by_unit:
+            units = self._not_done(units)
         await self._run(units, handle)
+
+    def _not_done(self, units: Iterable[Unit]) -> Iterator[Unit]:
+        """The units an earlier run did not finish; the finished ones count as done again
+        (their records as already there), without a call or a record built."""
+        run, counters, progress = self.run, self.counters, self.progress
+        for unit in units:
+            present = run.done_records(unit.id)
+            if present is None:
+                yield unit
+                continue
+            run.already_present += present
+            counters["records_ok"] += present
+            counters["units_ok"] += 1
+            if progress is not None:
+                progress.advance()
 
     async def gather(self, units: list[Unit], fn: Callable[[Unit], Awaitable[T]]) -> list[T | None]:
         """Run `fn` on every unit; results in unit order, None where the unit failed."""
@@ -180,6 +207,10 @@ class Task(ABC):
     optional_roles: ClassVar[dict[str, str]] = {}
     sampling: ClassVar[dict[str, Any]] = {}
     growable: ClassVar[tuple[str, ...]] = ()
+    # A rerun skips the units an earlier run finished instead of redoing them from the cache
+    # (a million-prompt rerun takes seconds). Only for tasks whose units are independent:
+    # no state carried from unit to unit, no counters a skipped unit would have added.
+    resume_by_unit: ClassVar[bool] = False
 
     params: Any
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,7 +33,7 @@ from synthloom import templates
 from synthloom.errors import UserError
 from synthloom.llm import structured
 from synthloom.records import Record
-from synthloom.sources import InputRow, read_inputs
+from synthloom.sources import InputRow, Inputs
 from synthloom.tasks.base import Task, Unit
 
 if TYPE_CHECKING:
@@ -200,23 +200,28 @@ class ClassifyTask(Task):
     def __init__(self, params: ClassifyParams) -> None:
         self.params = params
         columns = [params.text_column] + ([params.label_column] if params.label_column else [])
-        self.rows = read_inputs(params.input, columns)
-        for row in self.rows:
-            if not isinstance(row.data[params.text_column], str):
-                raise UserError(
-                    f"{row.path}:{row.line}: column {params.text_column!r} is not text;"
-                    " choose the text column with --text-column"
-                )
-            if params.label_column and isinstance(row.data[params.label_column], dict | list):
-                raise UserError(
-                    f"{row.path}:{row.line}: column {params.label_column!r} is not one label;"
-                    " choose the label column with --label-column"
-                )
+        # checked in full now, then read again as the units are made: constant memory
+        self.rows = Inputs(params.input, columns, check=self._check_row)
         longest = max(len(_spelled(label)) for label in params.labels)
         self.sampling = {**type(self).sampling, "max_tokens": 16 + 4 * longest}
 
-    def units(self) -> list[Unit]:
-        return [Unit(row.record_id or f"line{row.line}", row) for row in self.rows]
+    def _check_row(self, row: InputRow) -> None:
+        params = self.params
+        if not isinstance(row.data[params.text_column], str):
+            raise UserError(
+                f"{row.path}:{row.line}: column {params.text_column!r} is not text;"
+                " choose the text column with --text-column"
+            )
+        if params.label_column and isinstance(row.data[params.label_column], dict | list):
+            raise UserError(
+                f"{row.path}:{row.line}: column {params.label_column!r} is not one label;"
+                " choose the label column with --label-column"
+            )
+
+    def units(self) -> Iterator[Unit]:
+        """One unit per row, made as the run takes them (the input is streamed)."""
+        for row in self.rows:
+            yield Unit(row.record_id or f"line{row.line}", row)
 
     def total(self) -> int:
         return len(self.rows)

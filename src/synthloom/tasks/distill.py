@@ -9,6 +9,7 @@ that fails never loses the teacher's answer: the record is kept, flagged, with
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from synthloom.errors import BackendFatal, UserError
 from synthloom.llm.engine import CallFailed, CallResult
 from synthloom.quality.rouge import rouge_l_f1
 from synthloom.records import Record, Turn, stable_id
-from synthloom.sources import InputRow, read_inputs
+from synthloom.sources import InputRow, Inputs
 from synthloom.tasks.base import RunContext, Task, Unit, provenance
 
 
@@ -59,16 +60,19 @@ class DistillTask(Task):
     optional_roles = {"student": "the model being compared with the teacher"}
     sampling = {"max_tokens": 512}
     growable = ("samples",)  # raising --samples on a run adds answers; the first are kept
+    resume_by_unit = True  # a rerun skips finished prompts: no call, no record rebuilt
 
     def __init__(self, params: DistillParams) -> None:
         self.params = params
-        self.rows = read_inputs(params.input, [params.prompt_column])
-        for row in self.rows:
-            if not isinstance(row.data[params.prompt_column], str):
-                raise UserError(
-                    f"{row.path}:{row.line}: column {params.prompt_column!r} is not text;"
-                    " choose the prompt column with --prompt-column"
-                )
+        # checked in full now, then read again as the units are made: constant memory
+        self.rows = Inputs(params.input, [params.prompt_column], check=self._check_row)
+
+    def _check_row(self, row: InputRow) -> None:
+        if not isinstance(row.data[self.params.prompt_column], str):
+            raise UserError(
+                f"{row.path}:{row.line}: column {self.params.prompt_column!r} is not text;"
+                " choose the prompt column with --prompt-column"
+            )
 
     def engine_roles(self) -> tuple[str, ...]:
         return ("teacher", "student") if self.params.student else ("teacher",)
@@ -80,12 +84,11 @@ class DistillTask(Task):
     def turns(data: dict[str, Any]) -> list[Turn]:
         return [Turn(data["prompt"], data["response"], data.get("system"))]
 
-    def units(self) -> list[Unit]:
-        return [
-            Unit(f"{row.record_id or f'line{row.line}'}:{i}", (row, i))
-            for row in self.rows
-            for i in range(self.params.samples)
-        ]
+    def units(self) -> Iterator[Unit]:
+        """One unit per prompt and sample, made as the run takes them (the input is streamed)."""
+        for row in self.rows:
+            for i in range(self.params.samples):
+                yield Unit(f"{row.record_id or f'line{row.line}'}:{i}", (row, i))
 
     def total(self) -> int:
         return len(self.rows) * self.params.samples
