@@ -53,7 +53,7 @@ $(TRAINERS)/.installed: pyproject.toml
 	touch $@
 
 check-trainers: $(TRAINERS)/.installed
-	$(TRAINERS)/bin/python benchmarks/check_trainers.py --results benchmarks/check_trainers.json
+	$(TRAINERS)/bin/python benchmarks/check_trainers.py --results runs/check-trainers.json
 
 clean:
 	rm -rf runs build *.egg-info
