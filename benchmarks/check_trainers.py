@@ -249,6 +249,7 @@ def main() -> int:
     print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     print(f"trainer check: {passed} of {len(results)} datasets trained one step")
     if args.results:
+        args.results.parent.mkdir(parents=True, exist_ok=True)
         args.results.write_text(json.dumps(summary, indent=2) + "\n")
     return 0 if passed == len(results) else 1
 
