@@ -190,7 +190,7 @@ def render(info: CardInfo) -> str:
             "Not part of this export (left from an earlier one): "
             + ", ".join(f"`{p.name}`" for p in w.stale),
         ]
-    parts += ["", "## Format", "", f"`{f.name}`: {_md(f.summary)}.", ""]
+    parts += ["", "## Format", "", f"The `{f.name}` format holds {_md(f.summary)}.", ""]
     parts += [f"- **{who}**: {_md(how)}" for who, how in f.trainers()]
     if not f.trl:
         parts.append("- **TRL**: does not read this format")
