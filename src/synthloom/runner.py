@@ -63,6 +63,16 @@ def make_backend(s: ModelSettings) -> Backend:
         from synthloom.llm.embedded import EmbeddedBackend
 
         return EmbeddedBackend(s.model, slots=s.slots, threads=s.threads)
+    if isinstance(s.base_url, list):  # a fleet of endpoints serving the same model
+        from synthloom.llm.fleet import FleetBackend
+
+        return FleetBackend(
+            s.base_url,
+            s.model or "default",
+            api_key_env=s.api_key_env or "OPENAI_API_KEY",
+            api_key_required=s.api_key_env is not None,
+            max_connections=s.concurrency,
+        )
     from synthloom.llm.openai_http import OpenAIBackend
 
     return OpenAIBackend(
@@ -442,6 +452,12 @@ def print_summary(s: Summary) -> None:
         f" {s.invalid_outputs} unusable answers",
     )
     table.add_row("tokens", f"{s.prompt_tokens} prompt + {s.completion_tokens} completion")
+    from synthloom.llm.fleet import fleet_line
+
+    for role, info in s.backends.items():  # a fleet's endpoints and failovers
+        if (line := fleet_line(info)) is not None:
+            name = "endpoints" if len(s.backends) == 1 else f"endpoints ({role})"
+            table.add_row(Text(visible(name)), Text(visible(line)))
     table.add_row("time", f"{s.seconds:.1f}s, {rate:.1f} requests/s")
     stderr_console().print(table)
     for warning in s.warnings:

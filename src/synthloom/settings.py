@@ -22,8 +22,10 @@ class ModelSettings(BaseModel):
     backend: Literal["embedded", "openai"] = Field(
         "embedded", description="where the model runs: in this process, or an HTTP endpoint"
     )
-    base_url: str = Field(
-        "http://127.0.0.1:8000/v1", description="OpenAI-compatible endpoint (backend openai)"
+    base_url: str | list[str] = Field(
+        "http://127.0.0.1:8000/v1",
+        description="OpenAI-compatible endpoint (backend openai); several, comma-separated (a"
+        " list in YAML), make a fleet of interchangeable endpoints serving the same model",
     )
     model: str | None = Field(
         None,
@@ -60,20 +62,47 @@ class ModelSettings(BaseModel):
         " the schema, then the schema in the prompt, and keeps what the server accepts",
     )
 
+    @field_validator("base_url", mode="before")
+    @classmethod
+    def _endpoints(cls, value: Any) -> Any:
+        """A comma-separated text is a fleet (a list); a plain URL stays one endpoint."""
+        if isinstance(value, str) and "," in value:
+            return [url.strip() for url in value.split(",") if url.strip()]
+        return value
+
     @field_validator("base_url")
     @classmethod
-    def _no_credentials(cls, url: str) -> str:
-        problem = base_url_problem(url)
-        if problem:
-            raise ValueError(problem)
+    def _no_credentials(cls, url: str | list[str]) -> str | list[str]:
+        urls = [url] if isinstance(url, str) else url
+        if not urls:
+            raise ValueError("a fleet needs at least one base URL")
+        if len({u.rstrip("/") for u in urls}) < len(urls):
+            raise ValueError("the same base URL is listed twice; list each endpoint once")
+        for one in urls:
+            problem = base_url_problem(one)
+            if problem:
+                raise ValueError(problem)
         return url
+
+    @property
+    def base_urls(self) -> list[str]:
+        """Every endpoint (one, or the fleet's)."""
+        return [self.base_url] if isinstance(self.base_url, str) else list(self.base_url)
 
     def identity(self) -> dict[str, Any]:
         """The settings that change answers (part of a run's identity)."""
         keys = {"backend", "model", "seed", "temperature", "top_p", "max_tokens"}
         if self.backend == "openai":
             keys.add("base_url")
-        return self.model_dump(include=keys)
+        identity = self.model_dump(include=keys)
+        if isinstance(self.base_url, list):
+            # A fleet's endpoints are declared interchangeable: adding or removing one is the
+            # same job (its run directory resumes; see synthloom.llm.fleet).
+            identity["base_url"] = FLEET
+        return identity
+
+
+FLEET = "fleet"  # a fleet's base_url in run identities and cache keys
 
 
 def base_url_problem(url: str) -> str | None:

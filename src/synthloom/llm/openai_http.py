@@ -26,6 +26,10 @@ _FATAL = {401, 403, 404}
 _RETRYABLE_4XX = {408, 409, 429}  # other 4xx are permanent: asking again cannot help
 
 
+class EndpointUnreachable(BackendFatal):
+    """The preflight found no server at the base URL (a fleet takes such an endpoint out)."""
+
+
 class OpenAIBackend(Backend):
     kind = "openai"
 
@@ -106,7 +110,7 @@ class OpenAIBackend(Backend):
                     if alt.status == 200 and _is_json(alt_raw):
                         raise BackendFatal(f"{url} answered 404 Not Found{self._v1_hint()}")
         except (TimeoutError, aiohttp.ClientConnectionError) as exc:
-            raise BackendFatal(
+            raise EndpointUnreachable(
                 f"cannot reach {self.base_url} ({type(exc).__name__}: {exc or 'timed out'});"
                 " check `base_url` and that the server is running"
             ) from None
