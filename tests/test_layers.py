@@ -24,6 +24,7 @@ FLOORS: list[tuple[str, ...]] = [
         "synthloom.llm",
         "synthloom.sources",
         "synthloom.quality",
+        "synthloom.diversity",
         "synthloom.preference.rankings",
         "synthloom.preference.judge_reconcile",
         "synthloom.preference.types",

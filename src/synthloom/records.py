@@ -46,6 +46,9 @@ class Provenance:
     # `model` is the model the server says answered; when that is not the one asked for, the
     # name asked for is kept here (absent from records where they agree, and in older ones)
     model_requested: str | None = None
+    # what the unit was asked with beyond its input: its topic leaf's path, its sampled
+    # attributes, the ids of the real examples shown (synthloom.diversity); absent without
+    conditioning: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = {
@@ -61,6 +64,8 @@ class Provenance:
         }
         if self.model_requested is not None:
             d["model_requested"] = self.model_requested
+        if self.conditioning is not None:
+            d["conditioning"] = self.conditioning
         return d
 
     @classmethod
@@ -76,6 +81,7 @@ class Provenance:
             created_at=float(d.get("created_at") or 0.0),
             call_keys=tuple(d.get("call_keys") or ()),
             model_requested=d.get("model_requested"),
+            conditioning=d.get("conditioning"),
         )
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from synthloom.diversity.spread import Spread, describe
 from synthloom.errors import BackendFatal, RunFailed, is_path_error, path_error
 from synthloom.llm.base import Backend
 from synthloom.llm.cache import ResponseCache
@@ -124,6 +125,9 @@ class Summary:
     warnings: list[str] = field(default_factory=list)  # see RunContext.warn
     # the most common failure with its text, e.g. "invalid_output: answer cut off by max_tokens"
     top_failure: str = ""
+    # how varied the output is (synthloom.diversity.spread): distinct-2, near-duplicate rate,
+    # coverage of topic leaves and sampled values, units re-asked; None without generated text
+    spread: dict[str, Any] | None = None
 
     @property
     def outcome(self) -> str:
@@ -293,6 +297,7 @@ async def _execute(
     progress = _progress() if show_progress and sys.stderr.isatty() else None
     bar = _Bar(progress, task.name, task.total()) if progress is not None else None
     ctx = RunContext(engines, run, bar, resume_by_unit=task.resume_by_unit)
+    ctx.spread = Spread(type(task).spread_texts)
     status = "failed"
     fatal = False
     try:
@@ -426,6 +431,7 @@ def _summary(status: str, run: RunDir, ctx: RunContext, seconds: float) -> Summa
         backends={role: e.backend.describe() for role, e in ctx.engines.items()},
         warnings=list(ctx.warnings),
         top_failure=run.top_failure(),
+        spread=ctx.spread.summary(ctx.counters) if ctx.spread is not None else None,
     )
 
 
@@ -451,6 +457,8 @@ def print_summary(s: Summary) -> None:
         f"{s.calls} ({s.cache_hits} from cache), {s.requests} requests sent, {s.retries} retries,"
         f" {s.invalid_outputs} unusable answers",
     )
+    if s.spread is not None:
+        table.add_row("spread", Text(visible(describe(s.spread))))
     table.add_row("tokens", f"{s.prompt_tokens} prompt + {s.completion_tokens} completion")
     from synthloom.llm.fleet import fleet_line
 

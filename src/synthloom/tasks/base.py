@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from pydantic import BaseModel
 
+from synthloom.diversity.options import if_set_fields
+from synthloom.diversity.spread import Spread
 from synthloom.errors import UserError
 from synthloom.llm.engine import CallFailed, Engine
 from synthloom.outputs import write_atomic
@@ -41,6 +43,7 @@ from synthloom.runs import RunDir
 from synthloom.templates import Template
 
 if TYPE_CHECKING:
+    from synthloom.diversity.draws import Diversity
     from synthloom.llm.engine import CallResult
     from synthloom.settings import ModelSettings
 
@@ -90,6 +93,7 @@ class RunContext:
     progress: ProgressBar | None = None
     counters: Counter[str] = field(default_factory=Counter)
     warnings: list[str] = field(default_factory=list)
+    spread: Spread | None = None  # the run's spread summary, fed by emit (runner: spread_texts)
     # the task resumes by unit (Task.resume_by_unit): for_each skips the units an earlier run
     # finished (all their records written, all "ok") and records those it finishes
     resume_by_unit: bool = False
@@ -106,6 +110,8 @@ class RunContext:
     def emit(self, record: Record) -> None:
         self.run.add(record)
         self.counters[f"records_{record.status}"] += 1
+        if self.spread is not None:
+            self.spread.observe(record)
 
     def count(self, name: str, n: int = 1) -> None:
         """Count something the summary should show (e.g. a filter's removals)."""
@@ -213,6 +219,7 @@ class Task(ABC):
     resume_by_unit: ClassVar[bool] = False
 
     params: Any
+    diversity: Diversity | None = None  # the diversity options, for a task that takes them
 
     def __init__(self, params: BaseModel) -> None:
         self.params = params
@@ -226,6 +233,13 @@ class Task(ABC):
         declared = type(self).sampling
         if "max_tokens" in declared:
             config["max_tokens"] = declared["max_tokens"]
+        # the diversity options (synthloom.diversity.options) only when given, with what their
+        # files hold: runs made without them keep their identity
+        for name, default in if_set_fields(type(self.params)).items():
+            if getattr(self.params, name) == default:
+                config.pop(name, None)
+        if self.diversity is not None:
+            config.update(self.diversity.identity())
         return config
 
     def total(self) -> int | None:
@@ -317,6 +331,13 @@ class Task(ABC):
     def turns(data: dict[str, Any]) -> list[Turn]:
         """The SFT turns one record teaches (none by default: not SFT data)."""
         return []
+
+    @classmethod
+    def spread_texts(cls, data: dict[str, Any]) -> list[str]:
+        """The generated text(s) of one record the run's spread summary measures (distinct-2,
+        near-duplicates): by default the response of its first SFT turn."""
+        turns = cls.turns(data)
+        return [turns[0].response] if turns else []
 
     @staticmethod
     def labelled(data: dict[str, Any]) -> tuple[str, Any] | None:
