@@ -164,6 +164,16 @@ class NearDedup:
                 buckets.setdefault(key, []).append(row)
         return result
 
+    def band_keys(self, texts: Sequence[str]) -> np.ndarray:
+        """Each text's LSH band keys, shape (len(texts), bands): two texts are candidates
+        when they share a key (the keys `find` buckets by; synthloom.quality.dedup_ray groups
+        them across a Ray cluster)."""
+        flat, offsets = shingle_hashes(texts, self.ngram)
+        rows = np.arange(len(texts))
+        if not len(rows):
+            return np.zeros((0, self.bands), dtype=np.uint64)
+        return self._band_keys(flat, offsets, rows)
+
     def _band_keys(self, flat: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """One 64-bit key per band for each of `rows` (the same banding rensa's LSH uses:
         contiguous runs of `self.rows` signature values)."""
