@@ -33,7 +33,7 @@ OTHER_COMMANDS = {
 # In --help: the tasks (generating first, then preference), then the model-free steps, then
 # the other commands; a name not listed here follows the listed ones of its kind.
 ORDER = (
-    "qa", "augment", "self-instruct", "evol", "distill", "summarize", "audience",
+    "topics", "qa", "augment", "self-instruct", "evol", "distill", "summarize", "audience",
     "responses", "judge",
     "pairs", "dedup", "export",
     "run", "show", "serve",

@@ -59,11 +59,14 @@ def _command(
 def task_command(name: str, cls: Any) -> click.Command:
     """The `synthloom NAME` command of a task class."""
     roles: dict[str, str] = dict(getattr(cls, "optional_roles", {}) or {})
+    # a task whose params have their own `out` (topics: the tree file) takes --out for it; its
+    # run directory is then the default one (runs/<command>-<hash of the job>)
+    own_out = "out" in cls.Params.model_fields
 
     def callback(**given: Any) -> None:
         from synthloom.cli.common import run_from_cli
 
-        out = given.pop("out", None)
+        out = None if own_out else given.pop("out", None)
         settings = model_settings_from(given)
         values = values_for(cls.Params, given)
         extra: dict[str, ModelSettings] = {}
@@ -84,7 +87,7 @@ def task_command(name: str, cls: Any) -> click.Command:
     for role in roles:
         decorators += options_for(ModelSettings, prefix=role, only=ROLE_FIELDS)
     decorators += cls.cli_options()
-    decorators += options_for(ModelSettings) + [_OUT]
+    decorators += options_for(ModelSettings) + ([] if own_out else [_OUT])
     return _command(name, cls, decorators, callback)
 
 
