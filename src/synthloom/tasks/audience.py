@@ -3,6 +3,12 @@ answered for that audience, in that persona's voice.
 
 For topics the instruction is built by a fixed template ("Explain photosynthesis to a
 5-year-old."), not by the model; given instructions get "Write for <audience>." appended.
+
+`topics` may be a topic tree (a .yaml file from `synthloom topics`, or its run directory):
+each leaf is a topic, kept with its path (data.topic_path). Attribute samplers (`--sample`)
+draw per unit; a sampler named `audience` or `persona` fills that role instead of a crossed
+list. Real examples (`--examples`, columns instruction and response) show the style wanted;
+`--max-similar` asks a near-duplicate response again (see `synthloom.diversity`).
 """
 
 from __future__ import annotations
@@ -12,9 +18,12 @@ from itertools import product
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from synthloom import templates
+from synthloom.diversity.draws import Diversity, Draw
+from synthloom.diversity.options import ExamplesOption, MaxSimilarOption, SamplersOption
+from synthloom.diversity.tree import TREE_FILE
 from synthloom.errors import UserError
 from synthloom.records import Record, Turn
 from synthloom.sources import read_inputs, read_text
@@ -27,6 +36,8 @@ DEFAULT_AUDIENCES = (
     "an expert in the field",
 )
 LIST_SUFFIXES = (".txt", ".md", ".list")
+TREE_SUFFIXES = (".yaml", ".yml")
+ROLES = ("audience", "persona")  # sampled attributes that fill a role of the prompt
 
 
 def split_list(value: str) -> list[str]:
@@ -45,6 +56,14 @@ class Subject:
     given: str | None = None
     source: dict[str, Any] = field(default_factory=dict)
     parent: str | None = None
+    path: tuple[str, ...] | None = None  # a topic tree's leaf: its path from the root
+
+    @property
+    def key(self) -> str:
+        """What names the subject in its units' ids."""
+        if self.path is not None:
+            return " > ".join(self.path)
+        return self.topic or self.given or ""
 
     def instruction(self, audience: str | None) -> str:
         if self.topic is not None:
@@ -74,12 +93,23 @@ def read_instructions(path: Path) -> list[Subject]:
     return subjects
 
 
-class AudienceParams(BaseModel):
+def tree_file(topics: list[str] | None) -> Path | None:
+    """The topic tree `topics` names (a .yaml file or a topics run directory), if it does."""
+    if not topics or len(topics) != 1:
+        return None
+    path = Path(topics[0])
+    if path.suffix.lower() in TREE_SUFFIXES or (path.is_dir() and (path / TREE_FILE).is_file()):
+        return path
+    return None
+
+
+class AudienceParams(SamplersOption, ExamplesOption, MaxSimilarOption):
     model_config = ConfigDict(extra="forbid")
 
     topics: list[str] | None = Field(
         None,
-        description="topics: comma-separated, or a file with one per line",
+        description="topics: comma-separated, a file with one per line, or a topic tree"
+        " (.yaml from `synthloom topics`, or its run directory: each leaf is a topic)",
         json_schema_extra={"split": False},
     )
     instructions: Path | None = Field(
@@ -108,6 +138,8 @@ class AudienceParams(BaseModel):
     @field_validator("topics", "audiences", "personas", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
+        if isinstance(value, str) and tree_file([value]) is not None:
+            return [value]  # a topic tree, read by the task
         return split_list(value) if isinstance(value, str) else value
 
     @model_validator(mode="after")
@@ -120,6 +152,12 @@ class AudienceParams(BaseModel):
             value = getattr(self, name)
             if value is not None and not [v for v in value if v.strip()]:
                 raise ValueError(f"{name} is empty")
+        for role in ROLES:
+            if role in (self.samplers or {}) and getattr(self, f"{role}s"):
+                raise ValueError(
+                    f"{role} is both crossed ({role}s, --{role}s) and sampled (samplers,"
+                    f" --sample {role}=...); give one"
+                )
         return self
 
 
@@ -138,12 +176,27 @@ class AudienceTask(Task):
 
     def __init__(self, params: AudienceParams) -> None:
         self.params = params
+        tree = tree_file(params.topics)
+        self.diversity = Diversity(
+            params,
+            example_columns=(("instruction",), ("response",)),
+            tree=tree,
+            spread_units=False,
+        )
+        if self.diversity.max_similar:
+            self.resume_by_unit = False  # dedup in unit order needs every unit's response
         if params.instructions is not None:
             self.subjects = read_instructions(params.instructions)
+        elif tree is not None:
+            self.subjects = [
+                Subject(topic=leaf.topic, path=leaf.path) for leaf in self.diversity.leaves
+            ]
         else:
             self.subjects = [Subject(topic=t.strip()) for t in params.topics or [] if t.strip()]
+        sampled = set(params.samplers or {})
         audiences: list[str | None] = list(
-            params.audiences or (() if params.personas else DEFAULT_AUDIENCES)
+            params.audiences
+            or (() if params.personas or sampled & set(ROLES) else DEFAULT_AUDIENCES)
         )
         personas: list[str | None] = list(params.personas or ())
         self.pairs = list(product(audiences or [None], personas or [None]))
@@ -153,7 +206,7 @@ class AudienceTask(Task):
         for subject in self.subjects:
             for audience, persona in self.pairs:
                 for i in range(self.params.samples):
-                    uid = f"{subject.topic or subject.given}|{audience or '-'}|{persona or '-'}|{i}"
+                    uid = f"{subject.key}|{audience or '-'}|{persona or '-'}|{i}"
                     units.append(Unit(uid, (subject, audience, persona, i)))
         return units
 
@@ -161,18 +214,42 @@ class AudienceTask(Task):
         return len(self.subjects) * len(self.pairs) * self.params.samples
 
     async def execute(self, ctx: RunContext) -> None:
-        await ctx.for_each(self.units(), lambda unit: self._write(ctx, unit))
+        run = self.diversity.start(ctx)
 
-    async def _write(self, ctx: RunContext, unit: Unit) -> list[Record]:
+        async def write(numbered: Unit) -> list[Record]:
+            order, unit = numbered.payload
+            record = await run.generate(
+                ctx,
+                unit.id,
+                order,
+                lambda draw: self._write(ctx, unit, draw),
+                lambda r: str(r.data["response"]),
+            )
+            return [record]
+
+        units = self.units()
+        await ctx.for_each((Unit(u.id, (i, u)) for i, u in enumerate(units)), write)
+
+    async def _write(self, ctx: RunContext, unit: Unit, draw: Draw) -> Record:
         subject, audience, persona, sample = unit.payload
+        audience = audience or draw.attributes.get("audience")
+        persona = persona or draw.attributes.get("persona")
         instruction = subject.instruction(audience)
         template = templates.load("audience")
+        variables = draw.variables()
+        others = {k: v for k, v in draw.attributes.items() if k not in ROLES}
+        if "attributes" in variables:
+            variables["attributes"] = others
         messages = template.messages(
-            instruction=instruction, audience=audience, persona=persona, length=self.params.length
+            instruction=instruction,
+            audience=audience,
+            persona=persona,
+            length=self.params.length,
+            **variables,
         )
         engine = ctx.engine
         result = await engine.complete(
-            messages, sample=sample, max_tokens=self.sampling["max_tokens"]
+            messages, sample=draw.sample(sample), max_tokens=self.sampling["max_tokens"]
         )
         data: dict[str, Any] = {
             "instruction": instruction,
@@ -182,10 +259,12 @@ class AudienceTask(Task):
             "topic": subject.topic,
             "sample": sample,
         }
+        if subject.path is not None:
+            data["topic_path"] = list(subject.path)
         if subject.given is not None:
             data["base_instruction"] = subject.given
             data["source"] = subject.source
-        record = self.record(
+        return self.record(
             (unit.id, result.key),
             data,
             engine=engine,
@@ -194,4 +273,3 @@ class AudienceTask(Task):
             parents=(subject.parent,) if subject.parent else (),
             max_tokens=self.sampling["max_tokens"],
         )
-        return [record]

@@ -42,6 +42,10 @@ than half the share of its variations that the best-kept label kept is a warning
 The rewrite prompt shows no example sentence (an example from one domain, a product review,
 leaked into rewrites of every other) and asks to keep the original's topic; a rewrite holding
 a placeholder ([product_name], <name>) or copying the prompt's text is asked again.
+
+Attribute samplers (`--sample`, e.g. a persona or a register) draw per variation, and real
+texts (`--examples`, with the input's text and label columns) are shown for vocabulary and
+tone, rotated per call (see `synthloom.diversity`); a variation keeps its draw.
 """
 
 from __future__ import annotations
@@ -54,9 +58,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from synthloom import templates
+from synthloom.diversity.draws import Diversity, DiversityRun, Draw, annotate
+from synthloom.diversity.options import ExamplesOption, SamplersOption
 from synthloom.errors import UserError
 from synthloom.llm import structured
 from synthloom.llm.engine import CallResult, Engine
@@ -99,7 +105,7 @@ COUNTERS = (
 )
 
 
-class AugmentParams(BaseModel):
+class AugmentParams(SamplersOption, ExamplesOption):
     model_config = ConfigDict(extra="forbid")
 
     input: Path = Field(..., description="a .csv/.jsonl file of labelled examples, or a run dir")
@@ -358,9 +364,17 @@ class AugmentTask(Task):
     optional_roles = {"judge": "checks labels with --fidelity judge"}
     sampling: dict[str, Any] = {"max_tokens": None}  # computed from the longest input
 
+    @classmethod
+    def spread_texts(cls, data: dict[str, Any]) -> list[str]:
+        return [data["text"]]  # the variation (originals are human records: not counted)
+
     def __init__(self, params: AugmentParams) -> None:
         self.params = params
         self.examples = load_examples(params.input, params.text_column, params.label_column)
+        self.diversity = Diversity(
+            params, example_columns=((params.text_column,), (params.label_column,))
+        )
+        self._order: dict[str, int] = {}  # variation unit id -> its place, for its draw
         self.labels = sorted({e.label for e in self.examples})
         if params.balance and len(self.labels) < 2:
             raise UserError(
@@ -411,6 +425,7 @@ class AugmentTask(Task):
         self.relabelled: defaultdict[str, Counter[str]] = defaultdict(Counter)
         for name in COUNTERS:
             ctx.count(name, 0)  # every counter in the summary, zeros included
+        self.run: DiversityRun = self.diversity.start(ctx)
         self.trusted = await self._test_check(ctx)
         kept: dict[int, list[tuple[str, str]]] = defaultdict(list)  # example -> (unit, text)
         variations: dict[int, list[Record]] = defaultdict(list)
@@ -424,6 +439,8 @@ class AugmentTask(Task):
             if round_:
                 ctx.count("variations_topped_up", len(units))
             asked_by_label.update(unit.payload.example.label for unit in units)
+            for unit in units:
+                self._order.setdefault(unit.id, len(self._order))
             answers = await ctx.gather(units, lambda unit: self._vary(ctx.engine, unit))
             candidates = self._unlike_originals(ctx, units, answers)
             verdicts = await self._check_labels(ctx, candidates)
@@ -621,10 +638,20 @@ class AugmentTask(Task):
     def _near(self, a: str, b: str) -> bool:
         return is_near_copy(a, b, self.params.max_similarity)
 
+    def _draw(self, unit: Unit) -> Draw:
+        """The variation's draw (attributes, real examples): the same each time it is asked."""
+        return self.run.draw(unit.id, self._order[unit.id])
+
     async def _vary(self, engine: Engine, unit: Unit) -> CallResult[Any]:
         job: Job = unit.payload
+        variables = self._draw(unit).variables()
+        if "examples" in variables:  # the input's columns, named as the template reads them
+            text, label = self.params.text_column, self.params.label_column
+            variables["examples"] = [
+                {"text": x[text], "label": x.get(label)} for x in variables["examples"]
+            ]
         messages = templates.load("augment_variation").messages(
-            style=job.style, text=job.example.text, label=job.example.label
+            style=job.style, text=job.example.text, label=job.example.label, **variables
         )
         return await engine.complete(
             messages,
@@ -733,4 +760,4 @@ class AugmentTask(Task):
             if not self.trusted[example.label]:
                 record.notes["label_drift"]["check_trusted"] = False
                 ctx.count("flagged_untrusted_check")
-        return record
+        return annotate(record, self._draw(unit))

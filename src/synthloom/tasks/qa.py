@@ -1,4 +1,9 @@
-"""Q&A pairs: from a topic (customer-service style) or grounded in document chunks."""
+"""Q&A pairs: from a topic (customer-service style) or grounded in document chunks.
+
+With a topic tree (`--topics`), the n pairs are spread over its leaves and the leaf is the
+question's topic; attribute samplers (`--sample`), real examples (`--examples`, columns
+question and answer) and dedup while generating (`--max-similar`, on the question) apply to
+both kinds (see `synthloom.diversity`)."""
 
 from __future__ import annotations
 
@@ -8,6 +13,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from synthloom import templates
+from synthloom.diversity.draws import Diversity, Draw
+from synthloom.diversity.options import (
+    ExamplesOption,
+    MaxSimilarOption,
+    SamplersOption,
+    TopicsOption,
+)
 from synthloom.quality.dedup import normalize
 from synthloom.records import Record, Turn
 from synthloom.sources import Chunk, load_documents
@@ -19,7 +31,7 @@ class QAPair(BaseModel):
     answer: str = Field(min_length=8, max_length=1200)
 
 
-class QAParams(BaseModel):
+class QAParams(TopicsOption, SamplersOption, ExamplesOption, MaxSimilarOption):
     model_config = ConfigDict(extra="forbid")
 
     topic: str | None = Field(
@@ -37,7 +49,12 @@ class QAParams(BaseModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> QAParams:
-        if bool(self.topic) == bool(self.from_docs):
+        if self.topics is not None and (self.topic or self.from_docs):
+            raise ValueError(
+                "give topics (--topics, a tree: its leaves are the topics) or"
+                f" {'topic (--topic)' if self.topic else 'from_docs (--from-docs)'}, not both"
+            )
+        if self.topics is None and bool(self.topic) == bool(self.from_docs):
             raise ValueError("give exactly one of topic (--topic) or from_docs (--from-docs)")
         return self
 
@@ -49,6 +66,10 @@ class QATask(Task):
     Params = QAParams
     sampling = {"max_tokens": 384}
     growable = ("n",)  # raising -n on a run adds pairs; the first ones are kept
+
+    @classmethod
+    def spread_texts(cls, data: dict[str, Any]) -> list[str]:
+        return [data["question"]]
 
     @staticmethod
     def turns(data: dict[str, Any]) -> list[Turn]:
@@ -68,6 +89,9 @@ class QATask(Task):
             else []
         )
         self._seen: dict[str, str] = {}  # normalized question -> id of the first record
+        self.diversity = Diversity(params, example_columns=(("question",), ("answer",)))
+        if self.diversity.max_similar:
+            self.resume_by_unit = False  # dedup in unit order needs every unit's question
 
     def units(self) -> list[Unit]:
         if self.docs is None:
@@ -86,26 +110,44 @@ class QATask(Task):
         return f"{len(self.chunks):,} chunks x {self.n}"
 
     async def execute(self, ctx: RunContext) -> None:
-        await ctx.for_each(self.units(), lambda unit: self._pair(ctx, unit))
+        run = self.diversity.start(ctx)
+
+        async def pair(numbered: Unit) -> list[Record]:
+            order, unit = numbered.payload
+            record = await run.generate(
+                ctx,
+                unit.id,
+                order,
+                lambda draw: self._pair(ctx, unit, draw),
+                lambda r: str(r.data["question"]),
+            )
+            return [self._flag_repeat(ctx, record)]
+
+        units = self.units()
+        await ctx.for_each((Unit(u.id, (i, u)) for i, u in enumerate(units)), pair)
 
     @staticmethod
     def _check(pair: QAPair) -> None:
         if normalize(pair.question) == normalize(pair.answer):
             raise ValueError("question and answer are the same text")
 
-    async def _pair(self, ctx: RunContext, unit: Unit) -> list[Record]:
+    async def _pair(self, ctx: RunContext, unit: Unit, draw: Draw) -> Record:
         engine = ctx.engine
         if self.docs is None:
             i = unit.payload
             template = templates.load("qa_topic")
-            messages = template.messages(topic=self.topic, sample=i)
-            sample = i
+            sample = draw.sample(i)
+            messages = template.messages(
+                **{"topic": self.topic, "sample": sample, **draw.variables()}
+            )
             extra: dict[str, Any] = {"topic": self.topic}
         else:
             chunk, k = unit.payload
             template = templates.load("qa_document")
-            messages = template.messages(source=Path(chunk.file).name, chunk=chunk.text, sample=k)
-            sample = k
+            sample = draw.sample(k)
+            messages = template.messages(
+                source=Path(chunk.file).name, chunk=chunk.text, sample=sample, **draw.variables()
+            )
             extra = {
                 "context": chunk.text,
                 "source": {
@@ -119,7 +161,7 @@ class QATask(Task):
             messages, schema=QAPair, validate=self._check, sample=sample, **self.sampling
         )
         pair: QAPair = result.value
-        record = self.record(
+        return self.record(
             (unit.id, result.key),
             {"question": pair.question.strip(), "answer": pair.answer.strip(), **extra},
             engine=engine,
@@ -127,11 +169,14 @@ class QATask(Task):
             results=[result],
             **self.sampling,
         )
+
+    def _flag_repeat(self, ctx: RunContext, record: Record) -> Record:
         # An exact repeat of an earlier question is kept but flagged, never silently dropped;
-        # `synthloom dedup` removes them. (Rejecting it here would make resume order-dependent.)
-        first = self._seen.setdefault(normalize(pair.question), record.id)
+        # `synthloom dedup` removes them. (Rejecting it here would make resume order-dependent;
+        # --max-similar asks again instead, in unit order.)
+        first = self._seen.setdefault(normalize(record.data["question"]), record.id)
         if first != record.id:
             record.status = "flagged"
             record.notes["duplicate_of"] = first
             ctx.count("duplicate_questions_flagged")
-        return [record]
+        return record

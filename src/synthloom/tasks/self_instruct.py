@@ -15,6 +15,11 @@ an instruction (the ROUGE-L rule rejects a repeat, whatever its case or spacing)
 exported (instruction, input, output) rows of a run are the same. Rounds repeat until
 `num_instructions` tasks are kept or `max_rounds` is reached (the shortfall is counted). Seeds
 are not re-emitted.
+
+With the diversity options (`synthloom.diversity`), each generation call draws a topic tree
+leaf (`--topics`: the new tasks are about it), attributes (`--sample`) and k real
+instructions (`--examples`, column instruction; they take k of the seed places in the list
+and count for the ROUGE-L novelty rule like seeds); a kept task keeps its call's draw.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from synthloom import templates
+from synthloom.diversity.draws import Diversity, Draw, annotate
+from synthloom.diversity.options import ExamplesOption, SamplersOption, TopicsOption
 from synthloom.errors import UserError
 from synthloom.llm.engine import CallResult, Engine
 from synthloom.quality.self_instruct_filters import (
@@ -97,7 +104,7 @@ class Verdict(BaseModel):
     answer: Literal["yes", "no"]
 
 
-class SelfInstructParams(BaseModel):
+class SelfInstructParams(TopicsOption, SamplersOption, ExamplesOption):
     model_config = ConfigDict(extra="forbid")
 
     seeds: Path | None = Field(
@@ -128,10 +135,12 @@ class SelfInstructParams(BaseModel):
 
 @dataclass(frozen=True)
 class _Prompt:
-    """One generation call: its index in the round and its in-context examples (id, text)."""
+    """One generation call: its index in the round, its in-context examples (id, text) and
+    its draw (topic leaf, attributes; synthloom.diversity)."""
 
     index: int
     examples: tuple[tuple[str, str], ...]
+    draw: Draw = Draw()
 
 
 @dataclass(frozen=True)
@@ -147,6 +156,10 @@ class SelfInstructTask(Task):
     name = "self-instruct"
     Params = SelfInstructParams
     sampling = {"max_tokens": 512}
+
+    @classmethod
+    def spread_texts(cls, data: dict[str, Any]) -> list[str]:
+        return [data["instruction"]]
 
     @staticmethod
     def turns(data: dict[str, Any]) -> list[Turn]:
@@ -164,6 +177,7 @@ class SelfInstructTask(Task):
             for k in (True, False)
         )
         self.classify_demos = [s for pair in zip_longest(yes, no) for s in pair if s is not None]
+        self.diversity = Diversity(params, example_columns=(("instruction",), ()))
 
     def total(self) -> int:
         return self.params.batch
@@ -180,6 +194,8 @@ class SelfInstructTask(Task):
         p, engine = self.params, ctx.engine
         novelty = SelfInstructFilter()
         novelty.add_existing(s.instruction for s in self.seeds)
+        novelty.add_existing(e.fields["instruction"] for e in self.diversity.examples)
+        run = self.diversity.start(ctx)
         machine: list[tuple[str, str]] = []  # (record id, instruction) of kept tasks
         for rnd in range(1, p.max_rounds + 1):
             need = p.num_instructions - len(machine)
@@ -187,10 +203,11 @@ class SelfInstructTask(Task):
                 break
             ctx.count("rounds")
             rng = random.Random(f"{engine.seed}:{rnd}")
-            prompts = [
-                Unit(f"r{rnd}:g{j}", _Prompt(j, self._examples(rng, machine)))
-                for j in range(p.batch)
-            ]
+            prompts = []
+            for j in range(p.batch):
+                draw = run.draw(f"r{rnd}:g{j}", (rnd - 1) * p.batch + j)
+                examples = self._examples(rng, machine, draw)
+                prompts.append(Unit(f"r{rnd}:g{j}", _Prompt(j, examples, draw)))
             ctx.set_total(len(prompts), f"round {rnd}: instructions")
             answers = await ctx.gather(prompts, lambda u: self._generate(engine, u))
             accepted: list[Unit] = []
@@ -221,9 +238,11 @@ class SelfInstructTask(Task):
             ctx.count("shortfall", p.num_instructions - len(machine))
 
     def _examples(
-        self, rng: random.Random, machine: list[tuple[str, str]]
+        self, rng: random.Random, machine: list[tuple[str, str]], draw: Draw
     ) -> tuple[tuple[str, str], ...]:
         chosen = rng.sample(machine, min(MACHINE_EXAMPLES, len(machine)))
+        real = [(e.id, e.fields["instruction"]) for e in draw.examples]
+        chosen += real[: EXAMPLES - len(chosen)]
         humans = [(s.id, s.instruction) for s in self.seeds]
         chosen += rng.sample(humans, min(EXAMPLES - len(chosen), len(humans)))
         rng.shuffle(chosen)
@@ -237,6 +256,7 @@ class SelfInstructTask(Task):
             n=self.params.per_call,
             start=start,
             end=start + self.params.per_call - 1,
+            **prompt.draw.variables(examples=False),  # the examples are in the list
         )
         sampling = self._generate_sampling(len(prompt.examples))
         # A list cut off by max_tokens is usable: its last, unfinished task is dropped
@@ -300,7 +320,7 @@ class SelfInstructTask(Task):
             "instances": [{"input": i, "output": o} for i, o in instances],
             "is_classification": is_cls,
         }
-        return self.record(
+        record = self.record(
             (unit.id, c.instruction, answer.key),
             data,
             engine=engine,
@@ -310,3 +330,4 @@ class SelfInstructTask(Task):
             notes={"instance_template": name, "classified_by": self.params.classify},
             **self._generate_sampling(len(c.prompt.examples)),
         )
+        return annotate(record, c.prompt.draw)

@@ -7,6 +7,11 @@ rank the K summaries of an article like K responses to one prompt. `instruction`
 what the model was asked; `prompt` is the part all K candidates share: the same text when
 there is one length and one style, else without the varying length/style line (the judge
 loader requires one prompt text per group).
+
+Attribute samplers (`--sample`, e.g. an audience or a focus) draw per candidate and are part
+of its `instruction`, not of the shared `prompt`; real summaries (`--examples`, column
+summary) are shown for style, in the system message: part of neither (see
+`synthloom.diversity`).
 """
 
 from __future__ import annotations
@@ -18,9 +23,11 @@ from itertools import product
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from synthloom import templates
+from synthloom.diversity.draws import Diversity, Draw
+from synthloom.diversity.options import ExamplesOption, SamplersOption
 from synthloom.errors import UserError
 from synthloom.preference.types import response_letter
 from synthloom.records import Record, Turn
@@ -31,7 +38,7 @@ from synthloom.tasks.base import RunContext, Task, Unit
 STYLE_HINTS: Mapping[str, str] = templates.load("summarize").constants["hints"]
 
 
-class SummarizeParams(BaseModel):
+class SummarizeParams(SamplersOption, ExamplesOption):
     model_config = ConfigDict(extra="forbid")
 
     input: Path = Field(
@@ -75,11 +82,12 @@ class Article:
 
 
 def summary_messages(
-    title: str | None, article: str, length: str | None, style: str | None
+    title: str | None, article: str, length: str | None, style: str | None, **draw: Any
 ) -> list[dict[str, str]]:
-    """The messages asking for one summary of `article` (the style given by name or words)."""
+    """The messages asking for one summary of `article` (the style given by name or words;
+    `draw`: a unit's diversity variables, see synthloom.diversity)."""
     return templates.load("summarize").messages(
-        title=title, article=article, length=length, style=style
+        title=title, article=article, length=length, style=style, **draw
     )
 
 
@@ -162,6 +170,7 @@ class SummarizeTask(Task):
             lengths.pop() if len(lengths) == 1 else None,
             styles.pop() if len(styles) == 1 else None,
         )
+        self.diversity = Diversity(params, example_columns=(("summary",), ()))
 
     @staticmethod
     def turns(data: dict[str, Any]) -> list[Turn]:
@@ -179,16 +188,28 @@ class SummarizeTask(Task):
         truncated = sum(a.truncated for a in self.articles)
         if truncated:
             ctx.count("articles_truncated", truncated)
-        await ctx.for_each(self.units(), lambda unit: self._summarize(ctx, unit))
+        run = self.diversity.start(ctx)
 
-    async def _summarize(self, ctx: RunContext, unit: Unit) -> list[Record]:
+        async def summarize(numbered: Unit) -> list[Record]:
+            order, unit = numbered.payload
+            record = await run.generate(
+                ctx, unit.id, order, lambda draw: self._summarize(ctx, unit, draw), _summary
+            )
+            return [record]
+
+        units = self.units()
+        await ctx.for_each((Unit(u.id, (i, u)) for i, u in enumerate(units)), summarize)
+
+    async def _summarize(self, ctx: RunContext, unit: Unit, draw: Draw) -> Record:
         article: Article = unit.payload[0]
         k: int = unit.payload[1]
         length, style = self.variants[k]
-        messages = summary_messages(article.title, article.text, length, style)
+        messages = summary_messages(article.title, article.text, length, style, **draw.variables())
         shared = summary_messages(article.title, article.text, *self.shared)
         engine = ctx.engine
-        result = await engine.complete(messages, sample=k, max_tokens=self.sampling["max_tokens"])
+        result = await engine.complete(
+            messages, sample=draw.sample(k), max_tokens=self.sampling["max_tokens"]
+        )
         summary: str = result.value
         data = {
             "article_id": article.id,
@@ -220,4 +241,8 @@ class SummarizeTask(Task):
             record.status = "flagged"
             record.notes["not_shorter"] = "the summary is not shorter than the article"
             ctx.count("summaries_not_shorter_flagged")
-        return [record]
+        return record
+
+
+def _summary(record: Record) -> str:
+    return str(record.data["summary"])
