@@ -169,3 +169,47 @@ def test_summary_time_covers_the_whole_command(tmp_path: Path, stub: StubServer)
     seconds = json.loads((out / "manifest.json").read_text())["summary"]["seconds"]
     # everything but printing the summary and the interpreter's exit
     assert 0.6 * wall <= seconds <= wall
+
+
+def _qa(server: StubServer, out: Path, seed: int, cache: Path) -> subprocess.CompletedProcess[str]:
+    return synthloom(
+        "qa", "--topic", "returns", "-n", "20", "--seed", str(seed), "--concurrency", "8",
+        "--backend", "openai", "--base-url", server.base_url, "--model", "m", "--out", str(out),
+        env={"SYNTHLOOM_CACHE": str(cache)},
+    )  # fmt: skip
+
+
+def _formats(server: StubServer) -> list[str]:
+    return [(b.get("response_format") or {}).get("type", "text") for b in server.bodies]
+
+
+def test_a_later_run_uses_the_negotiated_mode_at_once(tmp_path: Path) -> None:
+    """The structured-output mode negotiated with an endpoint is kept with the cache: a later
+    run (other calls: another seed) starts every call in it, without a refused request or a
+    first call alone."""
+    cache = tmp_path / "cache.sqlite"
+    with StubServer(reject_formats=("json_schema",), record=True) as server:
+        first = _qa(server, tmp_path / "a", 1, cache)
+        assert first.returncode == 0, first.stderr
+        assert _formats(server).count("json_schema") == 1  # negotiated: refused once
+        server.reset_stats()
+        second = _qa(server, tmp_path / "b", 2, cache)
+        assert second.returncode == 0, second.stderr
+        assert _formats(server) == ["json_object"] * 20
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert manifest["summary"]["backends"]["default"]["structured_output"] == "json_object"
+
+
+def test_a_remembered_mode_the_server_now_refuses_is_negotiated_again(tmp_path: Path) -> None:
+    cache = tmp_path / "cache.sqlite"
+    with StubServer(reject_formats=("json_schema",), record=True) as server:
+        assert _qa(server, tmp_path / "a", 1, cache).returncode == 0
+        server.configure(reject_formats=("json_object",))  # the server was changed
+        server.reset_stats()
+        again = _qa(server, tmp_path / "b", 2, cache)
+        assert again.returncode == 0, again.stderr
+        formats = _formats(server)
+    assert formats.count("json_object") <= 8 + 1  # at most the first wave, then negotiated
+    assert formats.count("json_schema") == 20
+    records = (tmp_path / "b" / "records.jsonl").read_text().splitlines()
+    assert len(records) == 20

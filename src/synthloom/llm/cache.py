@@ -65,10 +65,16 @@ CREATE TABLE IF NOT EXISTS served_models (
   key TEXT PRIMARY KEY,
   model TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS structured_modes (
+  endpoint TEXT PRIMARY KEY,
+  mode TEXT NOT NULL
+);
 """
 # token_logprobs: the answer's token log-probabilities (JSON), for answers that have them.
 # served_models: the model a server reported, for the answers where it was not the one asked
-# for. (Tables of their own, so a cache file stays usable by older versions of synthloom.)
+# for. structured_modes: the structured-output mode last negotiated with each endpoint (its
+# cache identity), so a later run need not negotiate before its other calls start.
+# (Tables of their own, so a cache file stays usable by older versions of synthloom.)
 _STOP = object()
 _BATCH_SECONDS = 0.05
 _BATCH_ITEMS = 512
@@ -144,6 +150,25 @@ class ResponseCache:
         if not row:
             return None
         return Completion(*row[:6], logprobs=json.loads(row[6]) if row[6] else None)
+
+    def structured_mode(self, endpoint: str) -> str | None:
+        """The structured-output mode last negotiated with `endpoint`, if any."""
+        row = self._read.execute(
+            "SELECT mode FROM structured_modes WHERE endpoint = ?", (endpoint,)
+        ).fetchone()
+        return str(row[0]) if row else None
+
+    def set_structured_mode(self, endpoint: str, mode: str | None) -> None:
+        """Remember (or, with None, forget) the mode negotiated with `endpoint`."""
+        try:
+            if mode is None:
+                self._read.execute("DELETE FROM structured_modes WHERE endpoint = ?", (endpoint,))
+            else:
+                self._read.execute(
+                    "INSERT OR REPLACE INTO structured_modes VALUES (?, ?)", (endpoint, mode)
+                )
+        except sqlite3.Error as exc:
+            raise self._user_error(exc) from None
 
     def put(self, key: str, completion: Completion) -> None:
         """Store an answer: in the journal at once, in SQLite with the next batch."""

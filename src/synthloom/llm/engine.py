@@ -99,6 +99,10 @@ class _Refused(Exception):
         self.error = error
 
 
+class _Renegotiate(Exception):
+    """The server refused the structured-output mode remembered from an earlier run."""
+
+
 class Engine:
     def __init__(
         self,
@@ -127,17 +131,24 @@ class Engine:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.stats = EngineStats()
+        self._identity = json.dumps(backend.cache_identity()).encode()
+        # a mode negotiated by an earlier run with this endpoint, trusted until it is refused
+        self._remembered = False
         if structured_output != "auto":
             if structured_output not in structured.MODES:
                 raise ValueError(f"unknown structured output mode {structured_output!r}")
             backend.structured_mode = structured_output
+        elif backend.structured_mode is None:
+            known = cache.structured_mode(self._identity.decode())
+            if known in structured.MODES:
+                backend.structured_mode = known
+                self._remembered = True
         self._inflight: dict[str, asyncio.Future[tuple[Completion, bool]]] = {}
         self._rng = random.Random()
         self._fatal: str | None = None  # set once every further call is known to fail
         self._answered = False  # a call has been answered (network or cache)
         self._server_messages: Counter[tuple[int, str]] = Counter()  # 5xx validation texts
         self._negotiation = asyncio.Lock()
-        self._identity = json.dumps(backend.cache_identity()).encode()
         # response_format per (schema, mode), built once, with its canonical JSON for keys
         self._formats: dict[tuple[type[BaseModel], str], tuple[dict[str, Any] | None, bytes]] = {}
 
@@ -266,7 +277,16 @@ class Engine:
                     return await self._negotiate(messages, params, schema, sample, attempt)
         body = self._body(messages, params, sample, attempt, schema, mode)
         key = self.key(body, sample, attempt)
-        completion, cached = await self._fetch(key, body)
+        try:
+            completion, cached = await self._fetch(key, body, remembered=self._remembered)
+        except _Renegotiate:
+            # The endpoint no longer takes the mode an earlier run negotiated: negotiate again
+            # (the first refusal forgets it; every call refused meanwhile comes back here).
+            if self.backend.structured_mode == mode and self._remembered:
+                self.backend.structured_mode = None
+                self._remembered = False
+                self.cache.set_structured_mode(self._identity.decode(), None)
+            return await self._structured(messages, params, schema, sample, attempt)
         return key, completion, cached
 
     async def _negotiate(
@@ -290,12 +310,13 @@ class Engine:
                 refusals.append((mode, exc.error))
                 continue
             self.backend.structured_mode = mode
+            self.cache.set_structured_mode(self._identity.decode(), mode)  # for later runs
             return key, completion, cached
         self._fatal = _refusals_message(self.backend, refusals)
         raise BackendFatal(self._fatal)
 
     async def _fetch(
-        self, key: str, body: dict[str, Any], negotiating: bool = False
+        self, key: str, body: dict[str, Any], negotiating: bool = False, remembered: bool = False
     ) -> tuple[Completion, bool]:
         hit = self.cache.get(key)
         if hit is not None:
@@ -312,7 +333,7 @@ class Engine:
         fut: asyncio.Future[tuple[Completion, bool]] = asyncio.get_running_loop().create_future()
         self._inflight[key] = fut
         try:
-            completion = await self._send(body, negotiating)
+            completion = await self._send(body, negotiating, remembered)
         except BaseException as exc:
             fut.set_exception(exc)
             fut.exception()  # mark retrieved: sharers re-raise it themselves
@@ -326,7 +347,12 @@ class Engine:
         fut.set_result((completion, False))
         return completion, False
 
-    async def _send(self, body: dict[str, Any], negotiating: bool = False) -> Completion:
+    async def _send(
+        self, body: dict[str, Any], negotiating: bool = False, remembered: bool = False
+    ) -> Completion:
+        """Send `body` with retries. `negotiating`: a refused format raises _Refused (try
+        the next mode); `remembered`: the body is in a mode remembered from an earlier run,
+        and a refused format (or that mode refused meanwhile) raises _Renegotiate."""
         attempt = 0
         limiter = self.limiter
         while True:
@@ -347,6 +373,9 @@ class Engine:
             if self._fatal is not None:  # decided while this call waited for its slot
                 limiter.release(ok=False)
                 raise BackendFatal(self._fatal)
+            if remembered and not self._remembered:  # its mode was refused meanwhile
+                limiter.release(ok=False)
+                raise _Renegotiate()
             if self.cache.backlog > MAX_BACKLOG:  # the cache's writer is behind: wait for it,
                 try:  # holding the slot, so no more answers pile up meanwhile
                     await self.cache.room()
@@ -375,6 +404,8 @@ class Engine:
                 permanent = self._permanent(err)
                 if negotiating and (permanent or _refuses_format(err)):
                     raise _Refused(err) from None
+                if remembered and _refuses_format(err):  # sent in a mode remembered
+                    raise _Renegotiate() from None
                 if permanent and not self._answered and not err.input_specific:
                     # The first calls of the run fail for good, so every call will: stop now,
                     # with the server's own words.
