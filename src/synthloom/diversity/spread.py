@@ -17,7 +17,9 @@ read back from disk: the texts are a uniform sample of at most SAMPLE (reservoir
 seeded), so distinct-2 and the near-duplicate rate of a run above SAMPLE texts are estimates
 from that sample (the near-duplicate rate of a sample is lower than of the whole: a text's
 earlier copy may not be in it). Topic and attribute coverage count every record (memory:
-one counter per leaf and per value).
+one counter per leaf and per value). A task that resumes by unit (`Task.resume_by_unit`)
+skips the units an earlier run finished without making their records again: a rerun's spread
+then covers only the records it made (`texts` says how many).
 """
 
 from __future__ import annotations

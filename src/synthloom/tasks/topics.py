@@ -64,8 +64,9 @@ class TopicsParams(BaseModel):
 
 
 def clean_name(text: str) -> str:
-    """A subtopic name without list marks, wrapping quotes or end punctuation."""
-    name = _MARK.sub("", " ".join(str(text).split()))
+    """A subtopic name without list marks, wrapping quotes, end punctuation or underscores
+    between its words (small models write identifiers: Return_Policy)."""
+    name = _MARK.sub("", " ".join(str(text).replace("_", " ").split()))
     name = name.strip().strip("\"'`").strip().rstrip(".:;,").strip()
     return name[:NAME_CHARS].strip()
 
