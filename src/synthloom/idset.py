@@ -29,6 +29,12 @@ def id_int(value: str) -> int | None:
     return n if f"{n:016x}" == value else None  # refuses "0x..", "_", "+", upper case
 
 
+def _uint64(n: int) -> Any:
+    import numpy as np
+
+    return np.uint64(n)
+
+
 class IdSet:
     def __init__(self, ids: Iterable[str] = ()) -> None:
         self._sorted: np.ndarray | None = None
@@ -54,7 +60,7 @@ class IdSet:
         s = self._sorted
         if s is None or not len(s):
             return False
-        i = int(s.searchsorted(n))
+        i = int(s.searchsorted(_uint64(n)))  # a Python int above 2**63 would cost 1 ms
         return i < len(s) and int(s[i]) == n
 
     def add(self, value: str) -> None:

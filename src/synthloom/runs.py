@@ -204,7 +204,7 @@ class RunDir:
         if keys is None or not len(keys):
             return None
         digest = unit_digest(unit)
-        i = int(keys.searchsorted(digest))
+        i = int(keys.searchsorted(keys.dtype.type(digest)))  # not a Python int: 1 ms each
         if i < len(keys) and int(keys[i]) == digest:
             assert self._done_values is not None
             return int(self._done_values[i]) & 0xFFFF
