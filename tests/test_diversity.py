@@ -26,6 +26,7 @@ from synthloom.tasks.qa import QAParams, QATask
 from synthloom.tasks.registry import task_class
 from synthloom.testing.stub_server import StubServer
 from tests.conftest import synthloom
+from tests.test_self_instruct import responder as self_instruct_responder
 
 DRAWS = 10_000
 # chi-square critical values at p = 0.001 by degrees of freedom: a correct sampler fails one
@@ -495,3 +496,118 @@ def test_a_draw_of_nothing_changes_no_prompt() -> None:
     draw = run.draw("topic:0", 0)
     assert draw.variables() == {} and draw.data() == {} and draw.conditioning() is None
     assert draw.sample(5) == 5
+
+
+def _inputs(tmp_path: Path) -> dict[str, Path]:
+    files = {
+        "tree": (tmp_path / "tree.yaml", TREE),
+        "labelled": (
+            tmp_path / "labelled.jsonl",
+            "".join(
+                json.dumps({"text": f"I {w} this phone, the battery lasts {d} days", "label": lab})
+                + "\n"
+                for w, d, lab in [("love", 3, "pos"), ("hate", 1, "neg"), ("like", 2, "pos")]
+            ),
+        ),
+        "articles": (
+            tmp_path / "articles.jsonl",
+            json.dumps({"text": "Tides rise twice a day. The moon pulls the sea. " * 4}) + "\n",
+        ),
+        "real": (
+            tmp_path / "real.jsonl",
+            "".join(
+                json.dumps(
+                    {
+                        "instruction": f"Real instruction {i}: explain tides to a child.",
+                        "summary": f"Real summary {i}.",
+                        "response": f"Real answer {i}.",
+                        "text": f"Real text {i} about a phone",
+                        "label": "pos",
+                    }
+                )
+                + "\n"
+                for i in range(4)
+            ),
+        ),
+    }
+    for path, text in files.values():
+        path.write_text(text)
+    return {k: v[0] for k, v in files.items()}
+
+
+OPTED_IN = {
+    # task: (params, what of the draw its records keep)
+    "self-instruct": (
+        {"num_instructions": 2, "batch": 2, "max_rounds": 1, "topics": "TREE"},
+        ("topic", "attributes"),
+    ),
+    "audience": ({"topics": "TREE", "audiences": ["a child"]}, ("topic", "attributes")),  # a tree
+    "summarize": ({"input": "ARTICLES", "k": 2}, ("attributes",)),
+    "augment": ({"input": "LABELLED", "per_example": 1, "fidelity": "none"}, ("attributes",)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OPTED_IN))
+def test_every_task_that_takes_the_options_prompts_and_records_them(
+    name: str, tmp_path: Path
+) -> None:
+    files = _inputs(tmp_path)
+    values, kept = OPTED_IN[name]
+    swap = {"TREE": files["tree"], "ARTICLES": files["articles"], "LABELLED": files["labelled"]}
+    values = {k: str(swap[v]) if isinstance(v, str) and v in swap else v for k, v in values.items()}
+    values |= {"samplers": {"register": "plain,formal"}, "examples": files["real"], "shots": 2}
+    cls = task_class(name)
+    scripted = self_instruct_responder if name == "self-instruct" else None
+    with StubServer(record=True, responder=scripted) as server:
+        settings = ModelSettings(backend="openai", base_url=server.base_url, model="m")
+        task = cls(cls.Params.model_validate(values))
+        summary = run_task(task, settings, tmp_path / "run", show_progress=False)
+        prompts = [json.dumps(b["messages"]) for b in server.bodies]
+    assert summary.units_ok > 0
+    assert any("Register: plain" in p or "Register of the new tasks: plain" in p for p in prompts)
+    assert any("Real " in p for p in prompts)  # the real examples are shown
+    records = [r for r in _rows(tmp_path / "run") if r["origin"] == "synthetic"]
+    assert records
+    for r in records:
+        for key in kept:
+            assert key in r["data"], (name, key, r["data"])
+        assert r["data"]["attributes"]["register"] in ("plain", "formal")
+        assert len(r["provenance"]["conditioning"]["examples"]) == 2
+        if "topic" in kept:
+            assert r["data"]["topic_path"][-1] == r["data"]["topic"]
+    assert summary.spread is not None and "attributes" in summary.spread
+
+
+def test_a_sampled_persona_fills_the_audience_tasks_persona(tmp_path: Path) -> None:
+    cls = task_class("audience")
+    with pytest.raises(Exception, match="persona is both crossed"):
+        cls.Params.model_validate({"topics": "tides", "personas": "a pirate", "samplers": {"persona": "x"}})  # fmt: skip
+    params = cls.Params.model_validate(
+        {"topics": "tides,volcanoes", "samplers": {"persona": "a pirate,a poet"}}
+    )
+    with StubServer(record=True) as server:
+        settings = ModelSettings(backend="openai", base_url=server.base_url, model="m")
+        run_task(cls(params), settings, tmp_path / "run", show_progress=False)
+        systems = [b["messages"][0]["content"] for b in server.bodies]
+    records = _rows(tmp_path / "run")
+    assert len(records) == 2  # no default audiences crossed in: the persona is sampled
+    for r in records:
+        assert r["data"]["persona"] in ("a pirate", "a poet")
+        assert r["data"]["persona"] == r["data"]["attributes"]["persona"]
+    assert all(s.startswith(("You are a pirate.", "You are a poet.")) for s in systems)
+
+
+def test_topics_never_overwrites_an_edited_tree(tmp_path: Path) -> None:
+    tree_file = tmp_path / "tree.yaml"
+    args = ["topics", "--root", "customer service", "--depth", "1", "--breadth", "3"]
+    with StubServer(responder=_planted_topics) as server:
+        model = ["--backend", "openai", "--base-url", server.base_url, "--model", "m"]
+        first = synthloom(*args, "--out", str(tree_file), *model, cwd=tmp_path)
+        assert first.returncode == 0, first.stderr
+        tree_file.write_text(tree_file.read_text().replace("Shipping", "Delivery"))  # an edit
+        again = synthloom(*args, "--out", str(tree_file), *model, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "Delivery" in tree_file.read_text()  # the edit is kept
+    assert "exists and differs from this tree" in again.stderr
+    bad = synthloom(*args, "--out", str(tmp_path / "tree.txt"), *model, cwd=tmp_path)
+    assert bad.returncode == 2 and "--out: " in bad.stderr and ".yaml" in bad.stderr
