@@ -18,6 +18,8 @@ How a field becomes an option (override any of it with `Field(json_schema_extra=
   required: true the command line requires the option although the model has a default
                  (a value a recipe fills in, such as a step's output directory)
   cli: false     the field is left out of the command (set only by recipes or the API)
+  later: N       listed after the model's own fields, by N (options a model inherits from
+                 shared bases, e.g. the diversity options, which pydantic puts first)
 """
 
 from __future__ import annotations
@@ -131,11 +133,12 @@ def argument_help(model: type[BaseModel]) -> str:
 
 def _fields(model: type[BaseModel], only: Iterable[str] | None) -> list[tuple[str, FieldInfo]]:
     wanted = set(only) if only is not None else None
-    return [
+    fields = [
         (name, info)
         for name, info in model.model_fields.items()
         if (wanted is None or name in wanted) and _extra(info).get("cli") is not False
     ]
+    return sorted(fields, key=lambda field: int(_extra(field[1]).get("later") or 0))
 
 
 def options_for(

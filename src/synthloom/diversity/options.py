@@ -2,9 +2,10 @@
 
     class QAParams(TopicsOption, SamplersOption, ExamplesOption, MaxSimilarOption): ...
 
-Each becomes a command-line option and a recipe param like any other field. They are marked
-`{"identity": "if-set"}`: left out of a run's identity while at their default, so a run made
-before the options existed (or without them) keeps its identity and resumes.
+Each becomes a command-line option and a recipe param like any other field, listed after the
+task's own options (`later`). They are marked `{"identity": "if-set"}`: left out of a run's
+identity while at their default, so a run made before the options existed (or without them)
+keeps its identity and resumes.
 """
 
 from __future__ import annotations
@@ -19,6 +20,11 @@ from synthloom.diversity.samplers import SamplerSpec
 IF_SET = {"identity": "if-set"}
 
 
+def _shared(rank: int, **extra: Any) -> dict[str, Any]:
+    """Field metadata: out of the identity until set, listed after the task's own options."""
+    return {**IF_SET, "later": rank, **extra}
+
+
 class TopicsOption(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -27,7 +33,7 @@ class TopicsOption(BaseModel):
         description="a topic tree (the YAML `synthloom topics` writes, or its run directory):"
         " the units are spread over its leaves, by their weights or evenly, and each record"
         " keeps its leaf as data.topic and the path as data.topic_path",
-        json_schema_extra=IF_SET,
+        json_schema_extra=_shared(1),
     )
 
 
@@ -39,7 +45,7 @@ class SamplersOption(BaseModel):
         description="an attribute each unit draws (repeatable): NAME=a,b,c | a:3,b:1 (weights)"
         " | 20..80 | @personas (the shipped list) | @file.txt | OTHER{v1: a,b; v2: c; *: d}"
         " (by another attribute's value); kept in data.attributes and the provenance",
-        json_schema_extra={"flag": "--sample", "metavar": "NAME=SPEC", **IF_SET},
+        json_schema_extra=_shared(2, flag="--sample", metavar="NAME=SPEC"),
     )
 
 
@@ -50,11 +56,11 @@ class ExamplesOption(BaseModel):
         None,
         description="real examples (.jsonl/.csv or a run): --shots of them go into each"
         " prompt, rotated from call to call",
-        json_schema_extra=IF_SET,
+        json_schema_extra=_shared(3),
     )
     shots: int = Field(
         3, ge=1, le=20, description="real examples per prompt (with --examples)",
-        json_schema_extra=IF_SET,
+        json_schema_extra=_shared(3),
     )  # fmt: skip
 
     @model_validator(mode="after")
@@ -74,7 +80,7 @@ class MaxSimilarOption(BaseModel):
         description="dedup while generating: an answer at least this similar (word 5-gram"
         " Jaccard, as `synthloom dedup`) to one the run already made is asked again with a"
         " new draw of attributes, up to --max-reasks times, and counted (e.g. 0.7)",
-        json_schema_extra=IF_SET,
+        json_schema_extra=_shared(4),
     )
     max_reasks: int = Field(
         3,
@@ -82,7 +88,7 @@ class MaxSimilarOption(BaseModel):
         le=20,
         description="with max_similar: most times one unit is asked again; a near-duplicate"
         " still left is kept, flagged",
-        json_schema_extra=IF_SET,
+        json_schema_extra=_shared(4),
     )
 
     @model_validator(mode="after")
