@@ -101,6 +101,9 @@ class Draw:
         return out or None
 
 
+NOTHING = Draw()  # the draw of a run without diversity options
+
+
 class Diversity:
     """A task's diversity options, loaded and checked (see the module docstring)."""
 
@@ -187,7 +190,9 @@ class DiversityRun:
         leaf stays the unit's across attempts; attributes and examples are drawn anew."""
         d = self.d
         leaf = d.leaves[self.spreader.leaf(order)] if self.spreader is not None else None
-        attributes = d.samplers.draw(unit_rng(self.seed, key, attempt, "samplers"))
+        attributes = (
+            d.samplers.draw(unit_rng(self.seed, key, attempt, "samplers")) if d.samplers else {}
+        )
         examples: tuple[Example, ...] = ()
         if self.rotation is not None:
             picked = (
@@ -205,6 +210,8 @@ class DiversityRun:
         text_of: Callable[[Record], str],
     ) -> Record:
         """The unit's record, made by `make` with its draw (see the module docstring)."""
+        if not self.d.active:
+            return await make(NOTHING)
         draw = self.draw(key, order)
         if self.index is None:
             return annotate(await make(draw), draw)
