@@ -38,7 +38,7 @@ FLOORS: list[tuple[str, ...]] = [
         "synthloom.quality.filter_run",
         "synthloom.review",
     ),  # fmt: skip
-    ("synthloom.steps", "synthloom.runner"),
+    ("synthloom.steps", "synthloom.runner", "synthloom.executors"),
     ("synthloom.recipes",),
     ("synthloom.cli", "synthloom.testing", "synthloom.__main__", "synthloom"),
 ]

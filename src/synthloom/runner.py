@@ -7,9 +7,10 @@ import os
 import sys
 import time
 from collections import Counter
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from synthloom.diversity.spread import Spread, describe
 from synthloom.errors import BackendFatal, RunFailed, is_path_error, path_error
@@ -18,7 +19,7 @@ from synthloom.llm.cache import ResponseCache
 from synthloom.llm.engine import Engine, Sampling
 from synthloom.runs import RunDir
 from synthloom.settings import ModelSettings, cache_path
-from synthloom.tasks.base import RunContext, Task
+from synthloom.tasks.base import RunContext, Task, UnitExecutor
 from synthloom.terminal import visible
 
 if TYPE_CHECKING:
@@ -192,6 +193,7 @@ def run_task(
     show_progress: bool = True,
     cache: Path | str | None = None,
     started: float | None = None,
+    executor: Executor | None = None,
 ) -> Summary:
     """Run `task` into the run directory `out`, resuming whatever an earlier run left there.
     `models` is one ModelSettings for every role the task calls, or one per role.
@@ -212,7 +214,9 @@ def run_task(
     announce_size(task)
     try:
         return asyncio.run(
-            _execute(task, models, backends, cache or cache_path(), run, show_progress, started)
+            _execute(
+                task, models, backends, cache or cache_path(), run, show_progress, started, executor
+            )
         )
     except OSError as exc:  # an unwritable, full or read-only run directory: the user's to fix
         if is_path_error(exc):
@@ -223,6 +227,19 @@ def run_task(
         if isinstance(first, OSError) and is_path_error(first):
             raise path_error(first) from None
         raise
+
+
+class Executor(Protocol):
+    """Where a task's units run (synthloom.executors.ray); `bind` gives the task's
+    UnitExecutor, or None when its units must run here (they depend on one another)."""
+
+    def bind(
+        self, task: Task, models: dict[str, ModelSettings], cache: Path
+    ) -> UnitExecutor | None: ...
+
+    def model_free(self) -> AbstractContextManager[None]:
+        """Where a model-free step (dedup, filter, export...) runs inside."""
+        ...
 
 
 LARGE_JOB = 10_000  # units; a job this big says so before it starts
@@ -271,6 +288,7 @@ async def _execute(
     run: RunDir,
     show_progress: bool,
     started: float,
+    executor: Executor | None = None,
 ) -> Summary:
     await _start(backends)
     try:
@@ -297,6 +315,8 @@ async def _execute(
     progress = _progress() if show_progress and sys.stderr.isatty() else None
     bar = _Bar(progress, task.name, task.total()) if progress is not None else None
     ctx = RunContext(engines, run, bar, resume_by_unit=task.resume_by_unit)
+    if executor is not None:  # e.g. Ray actors: the units of for_each go there
+        ctx.executor = executor.bind(task, models, cache_file)
     ctx.spread = Spread(type(task).spread_texts)
     status = "failed"
     fatal = False

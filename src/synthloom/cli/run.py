@@ -20,7 +20,35 @@ import click
     help="Validate the recipe (keys, params, input files, models, output directories) and"
     " exit without running or writing anything.",
 )
-def run(recipe: Path, steps: tuple[str, ...], out: Path | None, check: bool) -> None:
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="Where the steps run: in this process, or on Ray (pip install 'synthloom[ray]'):"
+    " tasks' units on a pool of Ray actors and near-dup dedup on the cluster, with the same"
+    " records as locally. See docs/RAY.md.",
+)
+@click.option(
+    "--address",
+    help="The Ray cluster to connect to (e.g. auto, or ray://HEAD:10001); default: the"
+    " RAY_ADDRESS environment variable, else a Ray instance started on this machine.",
+)
+@click.option(
+    "--actors",
+    type=click.IntRange(min=1),
+    help="Ray actors per task step, each with its own engine and `concurrency` calls in"
+    " flight [default: the cluster's CPUs].",
+)
+def run(
+    recipe: Path,
+    steps: tuple[str, ...],
+    out: Path | None,
+    check: bool,
+    executor: str,
+    address: str | None,
+    actors: int | None,
+) -> None:
     """Run a YAML recipe (a whole job: sources, tasks, models, filters, outputs).
 
     The whole recipe is checked before the first step runs; a step that reads an earlier
@@ -36,4 +64,12 @@ def run(recipe: Path, steps: tuple[str, ...], out: Path | None, check: bool) -> 
         later = f"; checked when they run: {', '.join(plan.deferred)}" if plan.deferred else ""
         click.echo(visible(f"{recipe}: ok ({len(plan.steps)} steps{later})"))
         return
-    run_recipe(recipe, only=only, out=out)
+    if executor == "local" and (address or actors):
+        raise click.UsageError("--address and --actors go with --executor ray")
+    ray = None
+    if executor == "ray":
+        check_recipe(recipe, only=only, out=out)  # before a cluster is started
+        from synthloom.executors.ray import RayExecutor
+
+        ray = RayExecutor(address, actors=actors)
+    run_recipe(recipe, only=only, out=out, executor=ray)

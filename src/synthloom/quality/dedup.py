@@ -7,7 +7,9 @@ import hashlib
 import math
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import numpy as np
@@ -194,6 +196,25 @@ class NearDedup:
         for r in range(self.rows):  # the band's number first: equal values in two bands differ
             key = _mix(key ^ sig[:, :, r])
         return key
+
+
+_FINDER: ContextVar[type[NearDedup]] = ContextVar("near_finder", default=NearDedup)
+
+
+def near_finder() -> type[NearDedup]:
+    """The near-duplicate finder in use: NearDedup, or on Ray its distributed twin
+    (synthloom.quality.dedup_ray.RayNearDedup, which gives the same answers)."""
+    return _FINDER.get()
+
+
+@contextmanager
+def using_near_finder(cls: type[NearDedup]) -> Iterator[None]:
+    """Make `cls` the near-duplicate finder of the steps run inside (the Ray executor)."""
+    token = _FINDER.set(cls)
+    try:
+        yield
+    finally:
+        _FINDER.reset(token)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from typing import Any
 from synthloom.errors import UserError
 from synthloom.outputs import check_not_input, write_atomic
 from synthloom.quality.audit import TEXT_FIELDS, group_value, pick_field, starved_warnings
-from synthloom.quality.dedup import DEFAULT_THRESHOLD, ExactDedup, NearDedup
+from synthloom.quality.dedup import DEFAULT_THRESHOLD, ExactDedup, near_finder
 from synthloom.runs import read_records
 from synthloom.sources import read_inputs
 
@@ -214,7 +214,7 @@ def dedup_records(
             candidates.append((record, text))
     matches: list[Any] = [None] * len(candidates)
     if near and candidates:
-        finder = NearDedup(ngram=ngram, threshold=threshold)
+        finder = near_finder()(ngram=ngram, threshold=threshold)
         matches = finder.find([t for _, t in candidates], ref.texts if ref else ())
         stage.extra["near"] = {
             "ngram": ngram,

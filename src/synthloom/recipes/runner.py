@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from synthloom.recipes.schema import (
     step_dir,
     step_kind,
 )
-from synthloom.runner import earlier_identities, make_backend, run_identity, run_task
+from synthloom.runner import Executor, earlier_identities, make_backend, run_identity, run_task
 from synthloom.runs import RunDir
 from synthloom.settings import ModelSettings
 from synthloom.steps.base import Step as ModelFreeStep
@@ -104,12 +104,15 @@ def run_recipe(
     only: list[str] | None = None,
     out: Path | str | None = None,
     show_progress: bool = True,
+    executor: Executor | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Check the whole recipe first (nothing runs or is written on an error), then run its
     steps in order. Returns each step's result by step name: a task's run summary
     (`Summary.as_dict()`), or the counts of a model-free step (dedup, export, pairs...) with
     `out`.
-    A rerun resumes: finished steps replay from the cache and write nothing twice."""
+    A rerun resumes: finished steps replay from the cache and write nothing twice.
+    `executor` (synthloom.executors.ray.RayExecutor) runs the tasks' units and the near-dup
+    dedup elsewhere, with the same results."""
     plan = check_recipe(path, only=only, out=out)
     results: dict[str, dict[str, Any]] = {}
     for ps in plan.steps:
@@ -119,7 +122,7 @@ def run_recipe(
             )
             console.print(line)  # Text: names and paths are never markup
         with _in_step(plan.path, ps):
-            results[ps.step.name] = _run_step(plan, ps, show_progress)
+            results[ps.step.name] = _run_step(plan, ps, show_progress, executor)
         if show_progress and ps.model_free is not None:
             console.print(results[ps.step.name])
     return results
@@ -206,10 +209,13 @@ def _check_step(recipe: Recipe, ps: PlannedStep) -> None:
     ps.task, ps.models = task, models
 
 
-def _run_step(plan: Plan, ps: PlannedStep, show_progress: bool) -> dict[str, Any]:
+def _run_step(
+    plan: Plan, ps: PlannedStep, show_progress: bool, executor: Executor | None = None
+) -> dict[str, Any]:
     if ps.model_free is not None:
         ps.model_free.check_outputs()  # again: an earlier step may have written since
-        counts = ps.model_free.run()
+        with executor.model_free() if executor is not None else nullcontext():
+            counts = ps.model_free.run()
         written = ps.model_free.output_paths()
         return {**counts, "out": str(written[0] if written else ps.out)}
     if ps.task is None or ps.models is None:  # deferred: its input exists only now
@@ -222,5 +228,6 @@ def _run_step(plan: Plan, ps: PlannedStep, show_progress: bool) -> dict[str, Any
         ps.out,
         command=f"recipe {plan.path} step {ps.step.name}",
         show_progress=show_progress,
+        executor=executor,
     )
     return summary.as_dict()

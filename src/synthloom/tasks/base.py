@@ -97,6 +97,9 @@ class RunContext:
     # the task resumes by unit (Task.resume_by_unit): for_each skips the units an earlier run
     # finished (all their records written, all "ok") and records those it finishes
     resume_by_unit: bool = False
+    # runs for_each's units somewhere else (synthloom.executors.ray: on Ray actors, each
+    # with its own engines); None: here, in this event loop
+    executor: UnitExecutor | None = None
 
     @property
     def engine(self) -> Engine:
@@ -145,19 +148,24 @@ class RunContext:
         """Run `fn` on every unit; records are written as each unit finishes. `units` may be
         a generator: units are made as workers take them (a huge input is never all in
         memory)."""
-        run = self.run
-        by_unit = self.resume_by_unit
 
         async def handle(unit: Unit) -> None:
-            records = await fn(unit)
-            for record in records:
-                self.emit(record)
-            if by_unit and all(r.status == "ok" for r in records):
-                run.mark_done(unit.id, len(records))
+            self.finished(unit.id, await fn(unit))
 
-        if by_unit:
+        if self.resume_by_unit:
             units = self._not_done(units)
+        if self.executor is not None:
+            await self.executor.for_each(self, units, fn)
+            return
         await self._run(units, handle)
+
+    def finished(self, unit: str, records: list[Record]) -> None:
+        """A unit's records (made here or by an executor): written; with resume_by_unit, the
+        unit is marked done once they all are "ok"."""
+        for record in records:
+            self.emit(record)
+        if self.resume_by_unit and all(r.status == "ok" for r in records):
+            self.run.mark_done(unit, len(records))
 
     def _not_done(self, units: Iterable[Unit]) -> Iterator[Unit]:
         """The units an earlier run did not finish; the finished ones count as done again
@@ -204,6 +212,19 @@ class RunContext:
         async with asyncio.TaskGroup() as group:
             for _ in range(workers):
                 group.create_task(worker())
+
+
+class UnitExecutor(Protocol):
+    """Runs `for_each`'s units elsewhere: calls `fn` on each unit, hands each unit's records
+    to `ctx.finished` and each failed unit to `ctx.run.fail` (counting units_ok/units_failed
+    in `ctx.counters`), as `RunContext._run` does here."""
+
+    async def for_each(
+        self,
+        ctx: RunContext,
+        units: Iterable[Unit],
+        fn: Callable[[Unit], Awaitable[list[Record]]],
+    ) -> None: ...
 
 
 class Task(ABC):

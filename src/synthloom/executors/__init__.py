@@ -1,0 +1,1 @@
+"""Where a recipe's steps run besides this process: `ray` (synthloom[ray])."""
