@@ -61,7 +61,7 @@ def test_same_records_as_local(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         sent = a.stats.completed + b.stats.completed
         # its own cache: every call of the Ray run goes to the servers again
         monkeypatch.setenv("SYNTHLOOM_CACHE", str(tmp_path / "ray.sqlite"))
-        executor = RayExecutor(actors=2)
+        executor = RayExecutor(actors=2, shards="parquet")
         on_ray = synthloom.run_recipe(
             recipe, out=tmp_path / "ray", show_progress=False, executor=executor
         )
@@ -80,6 +80,20 @@ def test_same_records_as_local(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         )
     sft = sorted((tmp_path / "local/sft.jsonl").read_text().splitlines())
     assert sorted((tmp_path / "ray/sft.jsonl").read_text().splitlines()) == sft
+    # the records also as Parquet shards, written by the workers
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(tmp_path / "ray/replies/shards")
+    assert sorted(table.column("id").to_pylist()) == sorted(theirs)
+    row = table.slice(0, 1).to_pylist()[0]
+    assert json.loads(row["data"]) == theirs[row["id"]]["data"]
+    # and as JSONL shards: the same lines as records.jsonl
+    from synthloom.executors.ray import write_shards
+
+    lines = (tmp_path / "ray/replies/records.jsonl").read_text().splitlines()
+    assert write_shards(tmp_path / "ray/replies/records.jsonl", tmp_path / "jsonl", "jsonl") == 144
+    parts = list((tmp_path / "jsonl").glob("part-*.jsonl"))
+    assert sorted(x for p in parts for x in p.read_text().splitlines()) == sorted(lines)
 
 
 def _stats(base_url: str) -> dict[str, Any]:

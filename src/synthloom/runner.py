@@ -241,6 +241,9 @@ class Executor(Protocol):
         """Where a model-free step (dedup, filter, export...) runs inside."""
         ...
 
+    def after_task(self, out: Path) -> None:
+        """A task step is done: its run directory is `out` (e.g. write sharded outputs)."""
+
 
 LARGE_JOB = 10_000  # units; a job this big says so before it starts
 

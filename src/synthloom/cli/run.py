@@ -40,6 +40,12 @@ import click
     help="Ray actors per task step, each with its own engine and `concurrency` calls in"
     " flight [default: the cluster's CPUs].",
 )
+@click.option(
+    "--shards",
+    type=click.Choice(["jsonl", "parquet"]),
+    help="With --executor ray: also write each task step's records as shards, written by the"
+    " cluster's workers, in <step dir>/shards/.",
+)
 def run(
     recipe: Path,
     steps: tuple[str, ...],
@@ -48,6 +54,7 @@ def run(
     executor: str,
     address: str | None,
     actors: int | None,
+    shards: str | None,
 ) -> None:
     """Run a YAML recipe (a whole job: sources, tasks, models, filters, outputs).
 
@@ -64,12 +71,12 @@ def run(
         later = f"; checked when they run: {', '.join(plan.deferred)}" if plan.deferred else ""
         click.echo(visible(f"{recipe}: ok ({len(plan.steps)} steps{later})"))
         return
-    if executor == "local" and (address or actors):
-        raise click.UsageError("--address and --actors go with --executor ray")
+    if executor == "local" and (address or actors or shards):
+        raise click.UsageError("--address, --actors and --shards go with --executor ray")
     ray = None
     if executor == "ray":
         check_recipe(recipe, only=only, out=out)  # before a cluster is started
         from synthloom.executors.ray import RayExecutor
 
-        ray = RayExecutor(address, actors=actors)
+        ray = RayExecutor(address, actors=actors, shards=shards)
     run_recipe(recipe, only=only, out=out, executor=ray)

@@ -77,6 +77,7 @@ class RayExecutor:
         actors: int | None = None,
         shard: int | None = None,
         num_cpus: int | None = None,
+        shards: str | None = None,
     ) -> None:
         ray = ray_module()
         if not ray.is_initialized():
@@ -92,6 +93,12 @@ class RayExecutor:
         self.actors = actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
         self.shard = shard
         self.units_sent = 0  # units handed to actors (all steps)
+        self.shards = shards  # "jsonl" or "parquet": each task step's records also sharded
+
+    def after_task(self, out: Path) -> None:
+        """With `shards`, write the step's records as shards in `<out>/shards/`."""
+        if self.shards:
+            write_shards(out / "records.jsonl", out / "shards", self.shards)
 
     def bind(self, task: Task, models: dict[str, ModelSettings], cache: Path) -> _TaskOnRay | None:
         if not task.resume_by_unit:
@@ -179,6 +186,56 @@ class _TaskOnRay:
                 _apply(ctx, pickle.loads(result))
         finally:
             stop.set()
+
+
+def write_shards(source: Path, directory: Path, fmt: str) -> int:
+    """A records .jsonl file as shards written by the cluster's workers: `part-*.jsonl`
+    (the lines as they are) or Parquet files (columns id, task, status, and data, provenance
+    and notes as JSON text, so records of any shape share one schema). Earlier shards in
+    `directory` are replaced. Returns the number of records."""
+    ray = ray_module()
+    directory.mkdir(parents=True, exist_ok=True)
+    for old in directory.iterdir():
+        if old.name.startswith("part-") or old.suffix in (".parquet", ".jsonl"):
+            old.unlink()
+    ds = ray.data.read_text(str(source)).filter(lambda row: bool(row["text"].strip()))
+    if fmt == "jsonl":
+        written = ds.map_batches(
+            _write_jsonl, fn_kwargs={"directory": str(directory)}, batch_format="numpy"
+        )
+        return int(written.sum("records") or 0)
+    if fmt == "parquet":
+        table = ds.map_batches(_record_columns, batch_format="numpy")
+        table.write_parquet(str(directory))
+        return int(table.count())
+    raise UserError(f"--shards: {fmt!r} is not a shard format; use jsonl or parquet")
+
+
+def _write_jsonl(batch: dict[str, Any], directory: str) -> dict[str, Any]:
+    import uuid
+
+    import numpy as np
+
+    lines = batch["text"].tolist()
+    path = Path(directory) / f"part-{uuid.uuid4().hex[:12]}.jsonl"
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return {"records": np.array([len(lines)])}
+
+
+def _record_columns(batch: dict[str, Any]) -> dict[str, Any]:
+    import json
+
+    import numpy as np
+
+    records = [json.loads(line) for line in batch["text"].tolist()]
+    columns: dict[str, Any] = {}
+    for name in ("id", "task", "status"):
+        columns[name] = np.array([str(r.get(name, "")) for r in records], dtype=object)
+    for name in ("data", "provenance", "notes"):
+        columns[name] = np.array(
+            [json.dumps(r.get(name), ensure_ascii=False) for r in records], dtype=object
+        )
+    return columns
 
 
 def _chunks(units: Iterable[Unit], size: int) -> Iterator[list[Unit]]:

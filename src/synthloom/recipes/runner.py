@@ -230,4 +230,6 @@ def _run_step(
         show_progress=show_progress,
         executor=executor,
     )
+    if executor is not None:
+        executor.after_task(ps.out)
     return summary.as_dict()
