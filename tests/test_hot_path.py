@@ -213,3 +213,23 @@ def test_a_remembered_mode_the_server_now_refuses_is_negotiated_again(tmp_path: 
     assert formats.count("json_schema") == 20
     records = (tmp_path / "b" / "records.jsonl").read_text().splitlines()
     assert len(records) == 20
+
+
+def test_cache_hits_and_misses_through_the_compact_key_index(tmp_path: Path) -> None:
+    """The cache tells a miss without SQLite from an 8-bytes-a-key index of what it holds
+    (stored before this process, and put by it): every stored key is still a hit."""
+    from synthloom.llm.base import Completion
+
+    keys = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(70_000)]
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    for i, key in enumerate(keys[:35_000]):
+        cache.put(key, Completion(f"answer {i}", "stop", 1, 2, 3.0))
+    assert all(cache.get(k) is not None for k in keys[:35_000:97])  # put by this process
+    assert all(cache.get(k) is None for k in keys[35_000::97])
+    cache.close()
+    again = ResponseCache(tmp_path / "c.sqlite")
+    again.flush()  # the writer has loaded the index of stored keys
+    assert again.get(keys[12_345]) == Completion("answer 12345", "stop", 1, 2, 3.0)
+    assert all(again.get(k) is not None for k in keys[:35_000:89])
+    assert all(again.get(k) is None for k in keys[35_000::89])
+    again.close()

@@ -12,7 +12,7 @@ wait for their commit: past that, new calls wait (`room`) until the writer catch
 `submit` runs a function on the writer thread after the cache writes queued before it.
 
 Misses do not touch SQLite: the writer thread first loads a 60-bit prefix of every stored key
-into a set (about 65 MB and 1 s per million cached calls), and `get` reads the database only
+(an IdSet: 8 MB and about 1 s per million cached calls), and `get` reads the database only
 for a key whose prefix is known. A read per miss on the event-loop thread, racing the writer's
 commits, cost a third of the engine's throughput against a fast server (benchmarks/). Keys
 written by another process while this one runs are not seen as hits (they are re-asked and
@@ -46,6 +46,7 @@ except ImportError:  # not on Windows: journals of live processes are then not t
 import orjson
 
 from synthloom.errors import UserError, is_path_error, path_error
+from synthloom.idset import IdSet
 from synthloom.llm.base import Completion
 
 _SCHEMA = """
@@ -125,8 +126,10 @@ class ResponseCache:
         self._journal_path: Path | None = None
         self._journal_bytes = 0
         self._pending: dict[str, Completion] = {}
-        self._known: set[int] | None = None  # prefixes stored before this process wrote
-        self._added: set[int] = set()  # prefixes this process put
+        # 60-bit key prefixes stored before this process wrote, and those it put: 8 bytes a
+        # key in sorted numpy arrays (IdSet), not a Python int of ~60 bytes in a set
+        self._known: IdSet | None = None
+        self._added = IdSet()
         self._queue: queue.SimpleQueue[list[object]] = queue.SimpleQueue()
         self._buffer: list[object] = []
         self._timer: asyncio.TimerHandle | None = None
@@ -144,7 +147,7 @@ class ResponseCache:
         known = self._known
         if known is not None:
             prefix = int(key[:15], 16)
-            if prefix not in known and prefix not in self._added:
+            if not known.has_int(prefix) and not self._added.has_int(prefix):
                 return None
         row = self._read.execute(_SELECT, (key,)).fetchone()
         if not row:
@@ -174,7 +177,7 @@ class ResponseCache:
         """Store an answer: in the journal at once, in SQLite with the next batch."""
         line = self._journal(key, completion)
         self._pending[key] = completion
-        self._added.add(int(key[:15], 16))
+        self._added.add_int(int(key[:15], 16))
         self._enqueue((key, line))
 
     @property
@@ -301,7 +304,11 @@ class ResponseCache:
         conn = _connect(self.path)
         try:
             # A snapshot before this process's first commit (puts wait in the queue meanwhile).
-            self._known = {int(k[:15], 16) for (k,) in conn.execute("SELECT key FROM calls")}
+            known = IdSet()
+            rows = conn.execute("SELECT key FROM calls")
+            while batch := rows.fetchmany(1 << 16):
+                known.add_ints([int(k[:15], 16) for (k,) in batch])
+            self._known = known
             while True:
                 batch = self._queue.get()
                 while len(batch) < 4096:
