@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from synthloom.diversity.examples import Example, Rotation, load_examples, shown
-from synthloom.diversity.index import NearIndex
 from synthloom.diversity.samplers import Samplers, unit_rng
 from synthloom.diversity.spread import Spread
 from synthloom.diversity.tree import Leaf, Spreader, TopicTree
@@ -182,7 +181,11 @@ class DiversityRun:
         self.rotation = (
             Rotation(len(diversity.examples), diversity.shots, seed) if diversity.examples else None
         )
-        self.index = NearIndex(diversity.max_similar) if diversity.max_similar else None
+        self.index = None
+        if diversity.max_similar:
+            from synthloom.diversity.index import NearIndex  # numpy: only when asked for
+
+            self.index = NearIndex(diversity.max_similar)
         self._settled: dict[int, asyncio.Event] = {}
 
     def draw(self, key: str, order: int, attempt: int = 0) -> Draw:

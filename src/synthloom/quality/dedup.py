@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
-import unicodedata
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -15,6 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 from rapidfuzz import process
 from rapidfuzz.distance import Indel
+
+# plain-Python text helpers live in quality.text (cheap to import); re-exported here
+from synthloom.quality.text import normalize, words
 
 __all__ = [
     "ExactDedup",
@@ -29,29 +30,6 @@ __all__ = [
     "shingles",
     "words",
 ]
-
-_WS = re.compile(r"\s+")
-_WORD = re.compile(r"\w+")
-
-
-def _is_edge_junk(ch: str) -> bool:
-    return ch.isspace() or unicodedata.category(ch).startswith("P")
-
-
-def normalize(text: str) -> str:
-    """NFKC + casefold, collapse whitespace, strip punctuation/space at both ends."""
-    text = _WS.sub(" ", unicodedata.normalize("NFKC", text).casefold())
-    start, end = 0, len(text)
-    while start < end and _is_edge_junk(text[start]):
-        start += 1
-    while end > start and _is_edge_junk(text[end - 1]):
-        end -= 1
-    return text[start:end]
-
-
-def words(text: str) -> list[str]:
-    """Casefolded word tokens (``\\w+`` runs); the tokenizer shared by all quality tools."""
-    return _WORD.findall(unicodedata.normalize("NFKC", text).casefold())
 
 
 def shingles(text: str, ngram: int = 5) -> list[bytes]:

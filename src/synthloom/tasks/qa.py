@@ -20,7 +20,7 @@ from synthloom.diversity.options import (
     SamplersOption,
     TopicsOption,
 )
-from synthloom.quality.dedup import normalize
+from synthloom.quality.text import normalize  # not .dedup: no numpy on start-up
 from synthloom.records import Record, Turn
 from synthloom.sources import Chunk, load_documents
 from synthloom.tasks.base import RunContext, Task, Unit
