@@ -233,3 +233,49 @@ def test_cache_hits_and_misses_through_the_compact_key_index(tmp_path: Path) -> 
     assert all(again.get(k) is not None for k in keys[:35_000:89])
     assert all(again.get(k) is None for k in keys[35_000::89])
     again.close()
+
+
+def test_the_limiter_hands_freed_slots_in_arrival_order() -> None:
+    """FIFO: a call that waits for a slot gets the next one freed, never a newcomer that
+    arrives after it (retries first, then new calls in arrival order)."""
+    from synthloom.llm.limits import AdaptiveConcurrency
+
+    async def go() -> list[str]:
+        limiter = AdaptiveConcurrency(2)
+        order: list[str] = []
+        held: dict[str, asyncio.Event] = {}
+
+        async def call(name: str, retry: bool = False) -> None:
+            await limiter.acquire(retry=retry)
+            order.append(name)
+            held[name] = asyncio.Event()
+            await held[name].wait()
+            limiter.release(ok=True)
+
+        first = [asyncio.ensure_future(call(n)) for n in ("a", "b")]
+        await asyncio.sleep(0)
+        waiting = [asyncio.ensure_future(call(f"w{i}")) for i in range(5)]
+        await asyncio.sleep(0)
+        retry = asyncio.ensure_future(call("retry", retry=True))
+        await asyncio.sleep(0)
+        late: list[asyncio.Future[None]] = []
+        for name in ("a", "b", "retry", "w0", "w1", "w2", "w3", "w4"):
+            while name not in held:
+                await asyncio.sleep(0)
+            held[name].set()  # frees a slot ...
+            late.append(asyncio.ensure_future(call(f"new-after-{name}")))  # ... and one arrives
+            await asyncio.sleep(0)
+        for name in list(held):
+            held[name].set()
+        while len(order) < 2 + 5 + 1 + len(late):
+            await asyncio.sleep(0)
+            for name in list(held):
+                held[name].set()
+        await asyncio.gather(*first, *waiting, retry, *late)
+        return order
+
+    order = asyncio.run(go())
+    assert order[:8] == ["a", "b", "retry", "w0", "w1", "w2", "w3", "w4"]
+    assert order[8:] == [
+        f"new-after-{n}" for n in ("a", "b", "retry", "w0", "w1", "w2", "w3", "w4")
+    ]
