@@ -26,12 +26,10 @@ def test_embedded_run(tmp_path: Path) -> None:
     # keeps the tiny model's answers short
     path = tmp_path / "instructions.txt"
     path.write_text("Say what rain is in one short sentence.\n")
-    params = AudienceParams(
-        instructions=path, audiences=["a 5-year-old", "an expert"], max_tokens=200
-    )
+    params = AudienceParams(instructions=path, audiences=["a 5-year-old", "an expert"])
     summary = run_task(
         AudienceTask(params),
-        ModelSettings(backend="embedded", slots=2),
+        ModelSettings(backend="embedded", slots=2, max_tokens=200),
         tmp_path / "run",
         show_progress=False,
         cache=tmp_path / "c.sqlite",

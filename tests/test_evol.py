@@ -166,8 +166,8 @@ def test_embedded_run(tmp_path: Path) -> None:
     source = write_jsonl(tmp_path / "in.jsonl", [{"instruction": t} for t in INSTRUCTIONS])
     try:
         run_task(
-            EvolTask(EvolParams(input=source, rounds=1, max_tokens=96)),
-            ModelSettings(backend="embedded", slots=4, seed=0),
+            EvolTask(EvolParams(input=source, rounds=1)),
+            ModelSettings(backend="embedded", slots=4, seed=0, max_tokens=96),
             tmp_path / "run",
             show_progress=False,
             cache=tmp_path / "cache.sqlite",

@@ -21,6 +21,7 @@ from tests.conftest import synthloom as cli
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
 TASK_STEPS_SKIP = set(step_names())  # model-free steps: no run directory of their own
+NEEDS_STUB_SERVERS = {"ray"}  # its model section names two local test servers
 # recipe -> the step the bundled SmolLM2-135M cannot do. Asked to rewrite a prompt, it answers
 # it or copies the template's words, so every evolution is eliminated (measured: 0 of 9 with
 # seed 0, 0 of 24 on the shipped seeds). The recipe must then stop with one error line, each
@@ -72,12 +73,15 @@ def test_every_step_output_is_used_or_is_a_final_output(recipe: Path) -> None:
 
 
 @pytest.mark.embedded
+@pytest.mark.timeout(900)  # the quality recipe makes ~300 calls on the 135M model
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
 def test_example_recipe_runs_on_the_embedded_model(recipe: Path, tmp_path: Path) -> None:
     if recipe.stem in NEEDS_PEOPLE:
         pytest.skip("waits for people to review: tests/test_review_recipe.py runs it")
+    if recipe.stem in NEEDS_STUB_SERVERS:
+        pytest.skip("runs against local test servers: tests/test_executor_ray.py runs it")
     out = tmp_path / "out"
-    result = cli("run", str(recipe.relative_to(REPO)), "--out", str(out), cwd=REPO, timeout=600)
+    result = cli("run", str(recipe.relative_to(REPO)), "--out", str(out), cwd=REPO, timeout=850)
     if result.returncode != 0 and recipe.stem in TOO_HARD_FOR_135M:
         run = out / TOO_HARD_FOR_135M[recipe.stem]
         summary = json.loads((run / "manifest.json").read_text())["summary"]

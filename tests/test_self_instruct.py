@@ -203,11 +203,11 @@ def test_no_repeated_or_duplicate_instances_are_exported(tmp_path: Path) -> None
 @pytest.mark.embedded
 def test_embedded_run(tmp_path: Path) -> None:
     params = SelfInstructParams(
-        num_instructions=4, per_call=3, batch=2, max_rounds=2, classify="keywords", max_tokens=96
+        num_instructions=4, per_call=3, batch=2, max_rounds=2, classify="keywords"
     )
     summary = run_task(
         SelfInstructTask(params),
-        ModelSettings(backend="embedded", slots=4, seed=0),
+        ModelSettings(backend="embedded", slots=4, seed=0, max_tokens=96),
         tmp_path / "run",
         show_progress=False,
         cache=tmp_path / "cache.sqlite",

@@ -38,8 +38,9 @@ def run(task: SummarizeTask, settings: ModelSettings, tmp_path: Path) -> Any:
 def test_embedded_run(tmp_path: Path) -> None:
     doc = tmp_path / "library.txt"
     doc.write_text(ARTICLE)
-    params = SummarizeParams(input=doc, k=2, lengths=["one sentence"], max_tokens=160)
-    summary = run(SummarizeTask(params), ModelSettings(backend="embedded", slots=2), tmp_path)
+    params = SummarizeParams(input=doc, k=2, lengths=["one sentence"])
+    settings = ModelSettings(backend="embedded", slots=2, max_tokens=160)
+    summary = run(SummarizeTask(params), settings, tmp_path)
     assert summary.units_ok == 2
     recs = records(tmp_path / "run")
     assert sorted(r["data"]["candidate"] for r in recs) == [0, 1]
