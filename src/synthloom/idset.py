@@ -38,14 +38,19 @@ def _uint64(n: int) -> Any:
 
 class IdSet:
     def __init__(self, ids: Iterable[str] = ()) -> None:
-        self._sorted: np.ndarray | None = None
+        # the array's first `_n` values are the merged ids, sorted once `_dirty` is False; its
+        # capacity doubles when full, so merging never allocates a slightly larger array
+        # each time (freed arrays of growing sizes fragmented the heap: 70 bytes an id)
+        self._buf: np.ndarray | None = None
+        self._n = 0
+        self._sorted: np.ndarray | None = None  # a view of the merged ids, sorted
+        self._dirty = False
         self._recent: set[int] = set()
         self._other: set[str] = set()
         self.update(ids)
 
     def __len__(self) -> int:
-        done = 0 if self._sorted is None else len(self._sorted)
-        return done + len(self._recent) + len(self._other)
+        return self._n + len(self._recent) + len(self._other)
 
     def __contains__(self, value: object) -> bool:
         if not isinstance(value, str):
@@ -58,9 +63,12 @@ class IdSet:
     def has_int(self, n: int) -> bool:
         if n in self._recent:
             return True
-        s = self._sorted
-        if s is None or not len(s):
+        if not self._n:
             return False
+        if self._dirty:
+            self._sort()
+        s = self._sorted
+        assert s is not None
         i = int(s.searchsorted(_uint64(n)))  # a Python int above 2**63 would cost 1 ms
         return i < len(s) and int(s[i]) == n
 
@@ -81,21 +89,37 @@ class IdSet:
             self.add(value)
 
     def add_ints(self, values: Any) -> None:
-        """Add many 64-bit values at once (a numpy uint64 array or an iterable of ints)."""
+        """Add many 64-bit values at once (a numpy uint64 array or a sequence of ints)."""
         import numpy as np
 
-        extra = np.unique(np.asarray(values, dtype=np.uint64))
-        if self._sorted is None or not len(self._sorted):
-            self._sorted = extra
-        else:
-            self._sorted = np.union1d(self._sorted, extra)
+        self._append(np.asarray(values, dtype=np.uint64))
 
     def _merge(self) -> None:
         import numpy as np
 
         recent = np.fromiter(self._recent, dtype=np.uint64, count=len(self._recent))
         self._recent = set()
-        self.add_ints(recent)
+        self._append(recent)
+
+    def _append(self, values: np.ndarray) -> None:
+        import numpy as np
+
+        need = self._n + len(values)
+        buf = self._buf
+        if buf is None or need > len(buf):
+            grown = np.empty(max(need, 2 * (0 if buf is None else len(buf)), MERGE), np.uint64)
+            if buf is not None:
+                grown[: self._n] = buf[: self._n]
+            self._buf = buf = grown
+        buf[self._n : need] = values
+        self._n = need
+        self._dirty = True
+
+    def _sort(self) -> None:
+        assert self._buf is not None
+        self._sorted = self._buf[: self._n]
+        self._sorted.sort()  # in place
+        self._dirty = False
 
     def __iter__(self) -> Any:
         raise TypeError("an IdSet answers `in`; it does not list its ids")
