@@ -81,7 +81,7 @@ def screenshot(page: Any, name: str, tmp_path: Path) -> Path:
 def no_markup_ran(page: Any, dialogs: list[str]) -> None:
     assert dialogs == []  # no alert() ran
     assert page.title() == "synthloom review"  # no onerror handler ran
-    assert page.locator("#main img, #main script").count() == 0
+    playwright.expect(page.locator("#main img, #main script")).to_have_count(0, timeout=20_000)
     assert page.errors == []
 
 
@@ -136,9 +136,9 @@ def test_review_with_keys_and_mouse_edit_reload_and_export(
         # the list view shows every decision, filtered by status
         page.keyboard.press("l")
         page.wait_for_selector("#item-list tbody tr")
-        assert page.locator("#item-list tbody tr").count() == 4
+        playwright.expect(page.locator("#item-list tbody tr")).to_have_count(4, timeout=20_000)
         page.select_option("#filter-status", "rejected")
-        playwright.expect(page.locator("#item-list tbody tr")).to_have_count(2)
+        playwright.expect(page.locator("#item-list tbody tr")).to_have_count(2, timeout=20_000)
         no_markup_ran(page, dialogs)
         page.context.close()
     out = tmp_path / "reviewed"
@@ -160,7 +160,7 @@ def test_rank_four_responses_with_a_tie_by_drag_and_by_number_keys(
         token = store.add_user("bob")
         page = open_page(browser, server.url, token, dialogs)
         page.wait_for_selector("#board")
-        assert page.locator(".card").count() == 4
+        playwright.expect(page.locator(".card")).to_have_count(4, timeout=20_000)
         first = page.get_attribute("#main", "data-item")
         rid = {n: page.get_attribute(f"#response-{n}", "data-rid") for n in range(1, 5)}
         assert sorted(rid.values()) == list("ABCD")
@@ -174,15 +174,18 @@ def test_rank_four_responses_with_a_tie_by_drag_and_by_number_keys(
         page.click("#response-1")
         page.keyboard.press("2")
         page.keyboard.press("2")  # moved on to Response 2 by itself
-        assert page.locator("#rank-2 .card").count() == 2
-        assert page.locator("#rank-1 .card").get_attribute("id") == "response-3"
-        summary = page.locator("#order-summary").inner_text()
-        assert "Response 3 > Response 1 = Response 2 > Response 4" in summary
+        playwright.expect(page.locator("#rank-2 .card")).to_have_count(2, timeout=20_000)
+        playwright.expect(page.locator("#rank-1 .card")).to_have_attribute(
+            "id", "response-3", timeout=20_000
+        )
+        playwright.expect(page.locator("#order-summary")).to_contain_text(
+            "Response 3 > Response 1 = Response 2 > Response 4", timeout=20_000
+        )
         saved(page)
         # a reload keeps the ranks (the draft was saved)
         page.reload()
         page.wait_for_selector("body[data-ready='1']")
-        assert page.locator("#rank-2 .card").count() == 2
+        playwright.expect(page.locator("#rank-2 .card")).to_have_count(2, timeout=20_000)
         page.click("#comment")
         page.keyboard.type("Response 4 is wrong")
         page.keyboard.press("Escape")
@@ -193,7 +196,7 @@ def test_rank_four_responses_with_a_tie_by_drag_and_by_number_keys(
         # keys only: 1 2 2 3 ranks the four in display order, with a tie
         for key in "1223":
             page.keyboard.press(key)
-        assert page.locator("#rank-2 .card").count() == 2
+        playwright.expect(page.locator("#rank-2 .card")).to_have_count(2, timeout=20_000)
         saved(page)
         screenshot(page, "ranking-screen.png", tmp_path)
         no_markup_ran(page, dialogs)
