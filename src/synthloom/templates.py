@@ -130,10 +130,11 @@ def from_source(name: str, source: str, filename: str | None = None) -> Template
             f"template {name}: needs one 'user' block and at most one 'system' block"
             f" (not nested), has {blocks}"
         )
-    code = _ENV.compile(source, name=name, filename=filename)
+    constants = MappingProxyType(_constants(name, tree))
+    code = _ENV.compile(tree, name=name, filename=filename)  # the tree: not parsed twice
     template = _ENV.template_class.from_code(_ENV, code, _ENV.make_globals(None))
     digest = hashlib.sha256(source.encode()).hexdigest()[:12]
-    return Template(name, digest, template, MappingProxyType(_constants(name, tree)))
+    return Template(name, digest, template, constants)
 
 
 def _constants(name: str, tree: nodes.Template) -> dict[str, Any]:
