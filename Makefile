@@ -37,6 +37,7 @@ lint: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_engine.py
+	$(BIN)/python benchmarks/bench_command.py
 	$(BIN)/python benchmarks/bench_embedded_side_by_side.py
 
 # The trainer check (issue 15): every TRL format synthloom writes goes through the matching
