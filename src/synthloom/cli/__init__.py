@@ -143,7 +143,8 @@ def main(argv: list[str] | None = None) -> None:
 def _leave(code: object) -> None:
     """Exit now: run the atexit handlers (Ray's shutdown...), flush stdout and stderr, and
     skip freeing every module's objects one by one, which took ~0.3 s of CPU after each
-    command (issue 12). With a non-daemon thread still running, exit the ordinary way."""
+    command (issue 12). With a non-daemon thread still running, or under a profiler or a
+    tracer (cProfile, coverage, a debugger), exit the ordinary way."""
     import atexit
     import threading
 
@@ -152,8 +153,8 @@ def _leave(code: object) -> None:
         code = 1
     status = code if isinstance(code, int) else 0 if code is None else 1
     others = [t for t in threading.enumerate() if t is not threading.main_thread()]
-    if any(not t.daemon for t in others):
-        sys.exit(status)
+    if any(not t.daemon for t in others) or sys.getprofile() or sys.gettrace():
+        sys.exit(status)  # (a profiler or debugger writes its results after the program)
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
