@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import shutil
 import struct
 import time
@@ -343,7 +344,13 @@ class RunDir:
             "updated_at": time.time(),
             "summary": summary,
         }
-        write_atomic(self.path / MANIFEST, json.dumps(manifest, indent=2, default=str) + "\n")
+        text = json.dumps(manifest, indent=2, default=str) + "\n"
+        if status == "running":  # replaced at the end: atomic, but not worth two fsyncs
+            tmp = self.path / f".{MANIFEST}.running.tmp"
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, self.path / MANIFEST)
+        else:
+            write_atomic(self.path / MANIFEST, text)
 
 
 def unit_digest(unit: str) -> int:

@@ -120,6 +120,11 @@ class ResponseCache:
             self._read.executescript(_SCHEMA)
             self.journal_dir = Path(f"{path}.journal")
             self.folded = fold_journals(self._read, self.journal_dir)
+            # read now, before the writer thread opens its connection: a query racing that
+            # (WAL index set-up) got SQLITE_BUSY and slept in the busy handler (~0.2 s)
+            self._modes: dict[str, str] = dict(
+                self._read.execute("SELECT endpoint, mode FROM structured_modes").fetchall()
+            )
         except (OSError, sqlite3.Error) as exc:
             raise self._user_error(exc) from None
         self._journal_fd: int | None = None
@@ -156,13 +161,14 @@ class ResponseCache:
 
     def structured_mode(self, endpoint: str) -> str | None:
         """The structured-output mode last negotiated with `endpoint`, if any."""
-        row = self._read.execute(
-            "SELECT mode FROM structured_modes WHERE endpoint = ?", (endpoint,)
-        ).fetchone()
-        return str(row[0]) if row else None
+        return self._modes.get(endpoint)
 
     def set_structured_mode(self, endpoint: str, mode: str | None) -> None:
         """Remember (or, with None, forget) the mode negotiated with `endpoint`."""
+        if mode is None:
+            self._modes.pop(endpoint, None)
+        else:
+            self._modes[endpoint] = mode
         try:
             if mode is None:
                 self._read.execute("DELETE FROM structured_modes WHERE endpoint = ?", (endpoint,))
