@@ -129,6 +129,10 @@ class Summary:
     # how varied the output is (synthloom.diversity.spread): distinct-2, near-duplicate rate,
     # coverage of topic leaves and sampled values, units re-asked; None without generated text
     spread: dict[str, Any] | None = None
+    # where the units ran, with an executor other than the local one (e.g. {"kind": "ray",
+    # "units_on_actors": 144, "actors": 2, "actors_used": 2}, or "in_driver": why); None:
+    # here, locally
+    executor: dict[str, Any] | None = None
 
     @property
     def outcome(self) -> str:
@@ -231,7 +235,7 @@ def run_task(
 
 class Executor(Protocol):
     """Where a task's units run (synthloom.executors.ray); `bind` gives the task's
-    UnitExecutor, or None when its units must run here (they depend on one another)."""
+    UnitExecutor (which runs them here when they depend on one another), or None."""
 
     def bind(
         self, task: Task, models: dict[str, ModelSettings], cache: Path
@@ -455,6 +459,7 @@ def _summary(status: str, run: RunDir, ctx: RunContext, seconds: float) -> Summa
         warnings=list(ctx.warnings),
         top_failure=run.top_failure(),
         spread=ctx.spread.summary(ctx.counters) if ctx.spread is not None else None,
+        executor=ctx.executor.describe() if ctx.executor is not None else None,
     )
 
 
@@ -489,12 +494,29 @@ def print_summary(s: Summary) -> None:
         if (line := fleet_line(info)) is not None:
             name = "endpoints" if len(s.backends) == 1 else f"endpoints ({role})"
             table.add_row(Text(visible(name)), Text(visible(line)))
+    if s.executor is not None:
+        table.add_row("executor", Text(visible(_where(s.executor))))
     table.add_row("time", f"{s.seconds:.1f}s, {rate:.1f} requests/s")
     stderr_console().print(table)
     for warning in s.warnings:
         stderr_console().print(
             Text(f"warning: {visible(warning)}", style="bold yellow"), soft_wrap=True
         )
+
+
+def _where(executor: dict[str, Any]) -> str:
+    """Where a step's units ran, e.g. "ray: 144 units on 2 of 2 actors"."""
+    kind = executor.get("kind", "?")
+    if executor.get("units_on_actors"):
+        n, used, pool = (
+            executor["units_on_actors"],
+            executor.get("actors_used"),
+            executor.get("actors"),
+        )
+        return f"{kind}: {n} units on {used} of {pool} actors"
+    if executor.get("in_driver"):
+        return f"{kind}: in this process ({executor['in_driver']})"
+    return f"{kind}: no units to send"
 
 
 def _top(counter: dict[str, int]) -> str:

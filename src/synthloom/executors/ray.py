@@ -15,12 +15,17 @@ How a step runs (see docs/RAY.md):
   and opens the response cache itself. It runs the task's own unit function (`fn`, pickled
   with the task; the run context it closes over becomes the actor's), and returns the unit's
   records, its failures, counters, warnings and engine statistics.
-* The driver writes what comes back as it comes: records.jsonl, failures, units.done, the
-  counters and the summary, as locally. Records arrive in completion order.
+* The driver writes what comes back as it comes: each unit's records through the task's
+  `then` (its bookkeeping across units: qa's repeat flags, judge's rankings), then
+  records.jsonl, failures, units.done, the counters and the summary, as locally. Records
+  arrive in completion order. A task that does not resume by unit is resumed as locally:
+  every unit is sent again, its calls answered from the cache, and the records already in
+  the run are not written twice (the driver's record ids).
 
-Only tasks whose units are independent (`Task.resume_by_unit`: no state carried from one unit
-to the next, which a copy of the task on each actor would break) are sent to the actors;
-any other task runs in the driver, as locally, and says so once. Model-free steps run as
+Only tasks whose units are independent (`Task.independent_units`: nothing carried from one
+unit to the next, which a copy of the task on each actor would break) are sent to the actors;
+any other task runs in the driver, as locally, and says why once (`Task.dependent_units`).
+The summary says where a step's units ran (`summary.executor`). Model-free steps run as
 locally, except near-dup dedup, which runs on the cluster (synthloom.quality.dedup_ray).
 """
 
@@ -42,7 +47,7 @@ from synthloom.llm.engine import EngineStats
 from synthloom.records import Record
 from synthloom.runner import make_backend, make_engine, stderr_console
 from synthloom.settings import ModelSettings
-from synthloom.tasks.base import RunContext, Task, Unit
+from synthloom.tasks.base import RunContext, Task, Then, Unit
 
 if TYPE_CHECKING:
     from synthloom.idset import IdSet
@@ -100,17 +105,16 @@ class RayExecutor:
         if self.shards:
             write_shards(out / "records.jsonl", out / "shards", self.shards)
 
-    def bind(self, task: Task, models: dict[str, ModelSettings], cache: Path) -> _TaskOnRay | None:
-        if not task.resume_by_unit:
-            stderr_console().print(
-                f"synthloom: {task.name}: its units depend on one another, so they run in this"
-                " process (the Ray executor spreads tasks whose units are independent)",
-                markup=False,
-                highlight=False,
-                soft_wrap=True,
+    def bind(self, task: Task, models: dict[str, ModelSettings], cache: Path) -> _TaskOnRay:
+        """The step's UnitExecutor: its units go to the actors when the task's units are
+        independent (`Task.independent_units`), else they run in this process."""
+        here = None if task.independent_units else task.dependent_units
+        if here is not None:
+            _note(
+                f"{task.name}: {here}, so its units run in this process (the Ray executor"
+                " spreads tasks whose units are independent)"
             )
-            return None
-        return _TaskOnRay(self, models, cache)
+        return _TaskOnRay(self, models, cache, here)
 
     @contextmanager
     def model_free(self) -> Iterator[None]:
@@ -122,36 +126,57 @@ class RayExecutor:
             yield
 
 
-class _TaskOnRay:
-    """A task's `for_each` on Ray (a UnitExecutor, see synthloom.tasks.base)."""
+def _note(text: str) -> None:
+    stderr_console().print(f"synthloom: {text}", markup=False, highlight=False, soft_wrap=True)
 
-    def __init__(self, executor: RayExecutor, models: dict[str, ModelSettings], cache: Path):
+
+class _TaskOnRay:
+    """A task's `for_each` on Ray (a UnitExecutor, see synthloom.tasks.base); `here`: why
+    its units run in this process instead (None: they go to the actors)."""
+
+    def __init__(
+        self,
+        executor: RayExecutor,
+        models: dict[str, ModelSettings],
+        cache: Path,
+        here: str | None = None,
+    ):
         self.executor = executor
         self.models = models
         self.cache = cache
+        self.here = here
+        self.units_sent = 0  # this step's units handed to the actors
+        self.actors_used: set[str] = set()  # the actors that returned a shard's outcome
 
-    async def for_each(self, ctx: RunContext, units: Iterable[Unit], fn: UnitFn) -> None:
+    def describe(self) -> dict[str, Any]:
+        """Where the step's units ran (`summary.executor` in the manifest)."""
+        out: dict[str, Any] = {"kind": "ray", "units_on_actors": self.units_sent}
+        if self.units_sent:
+            out["actors"] = self.executor.actors  # the pool's size
+            out["actors_used"] = len(self.actors_used)  # those that got units
+        if self.here is not None:
+            out["in_driver"] = self.here
+        return out
+
+    async def for_each(
+        self, ctx: RunContext, units: Iterable[Unit], fn: UnitFn, then: Then | None = None
+    ) -> None:
+        if self.here is not None:
+            await ctx.run_here(units, fn, then)
+            return
         try:
             fn_blob = dumps_fn(fn, ctx)
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
-            stderr_console().print(
-                f"synthloom: this task's units cannot be sent to Ray ({type(exc).__name__});"
-                " they run in this process",
-                markup=False,
-                highlight=False,
-                soft_wrap=True,
-            )
-
-            async def handle(unit: Unit) -> None:
-                ctx.finished(unit.id, await fn(unit))
-
-            await ctx._run(units, handle)
+            self.here = f"its unit function cannot be sent to Ray ({type(exc).__name__})"
+            _note(f"{self.here}; its units run in this process")
+            await ctx.run_here(units, fn, then)
             return
         concurrency = max(s.concurrency for s in self.models.values())
         size = self.executor.shard or 4 * concurrency
         shards = []
         for chunk in _chunks(units, size):
             shards.append(pickle.dumps(chunk))
+            self.units_sent += len(chunk)
             self.executor.units_sent += len(chunk)
         if not shards:
             return
@@ -183,7 +208,9 @@ class _TaskOnRay:
             while (result := await queue.get()) is not None:
                 if isinstance(result, BaseException):
                     raise result
-                _apply(ctx, pickle.loads(result))
+                outcome = pickle.loads(result)
+                self.actors_used.add(outcome.get("actor", ""))
+                _apply(ctx, outcome, then)
         finally:
             stop.set()
 
@@ -269,15 +296,16 @@ def _results(shards: list[bytes], setup: bytes, fn_blob: bytes, actors: int) -> 
         yield from np.asarray(batch["result"]).tolist()
 
 
-def _apply(ctx: RunContext, result: dict[str, Any]) -> None:
-    """One shard's outcome, written in the driver as if its units had run here."""
+def _apply(ctx: RunContext, result: dict[str, Any], then: Then | None = None) -> None:
+    """One shard's outcome, written in the driver as if its units had run here (each unit's
+    records through the task's `then`, here)."""
     if "fatal" in result:
         raise BackendFatal(result["fatal"])
     for unit, cause, detail, extra in result["fails"]:
         ctx.run.fail(unit, cause, detail, **extra)
     ctx.counters.update(result["counters"])
     for unit_id, records in result["done"]:
-        ctx.finished(unit_id, records)
+        ctx.finished(unit_id, records, then)
         if ctx.progress is not None:
             ctx.progress.advance()
     for _ in range(result["counters"].get("units_failed", 0)):
@@ -363,6 +391,9 @@ class _UnitWorker:
         conf = pickle.loads(setup)
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, name="synthloom-actor", daemon=True).start()
+        import ray
+
+        self.actor = ray.get_runtime_context().get_actor_id() or ""
         self.models: dict[str, ModelSettings] = conf["models"]
         self.run = _Collected(Path(conf["path"]), conf["existing"])
         self.ctx = asyncio.run_coroutine_threadsafe(self._start(conf), self.loop).result()
@@ -404,7 +435,7 @@ class _UnitWorker:
         except* BackendFatal as group:
             fatal.append(str(group.exceptions[0]))
         if fatal:
-            return {"fatal": fatal[0]}
+            return {"fatal": fatal[0], "actor": self.actor}
         self.cache.flush()  # the answers are committed before their records are written
         # What this shard (and any shard running beside it) added since the last one: each
         # counter, failure and statistic is sent back exactly once.
@@ -417,6 +448,7 @@ class _UnitWorker:
             stats[role], engine.stats = engine.stats, EngineStats()
         modes = {role: e.backend.structured_mode for role, e in ctx.engines.items()}
         return {
+            "actor": self.actor,
             "done": done,
             "fails": fails,
             "counters": dict(counters),

@@ -169,6 +169,7 @@ class AudienceTask(Task):
     Params = AudienceParams
     sampling = {"max_tokens": 384}
     growable = ("samples",)  # raising --samples on a run adds answers; the first are kept
+    independent_units = True  # unless --max-similar (below)
 
     @staticmethod
     def turns(data: dict[str, Any]) -> list[Turn]:
@@ -185,6 +186,10 @@ class AudienceTask(Task):
         )
         if self.diversity.max_similar:
             self.resume_by_unit = False  # dedup in unit order needs every unit's response
+            self.independent_units = False
+            self.dependent_units = (
+                "--max-similar compares each response with those of the units before it"
+            )
         if params.instructions is not None:
             self.subjects = read_instructions(params.instructions)
         elif tree is not None:

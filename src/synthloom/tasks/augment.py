@@ -363,6 +363,10 @@ class AugmentTask(Task):
     Params = AugmentParams
     optional_roles = {"judge": "checks labels with --fidelity judge"}
     sampling: dict[str, Any] = {"max_tokens": None}  # computed from the longest input
+    dependent_units = (
+        "it keeps each original's variations in sample order (a near copy of an earlier kept"
+        " one is dropped) and balances labels in rounds"
+    )
 
     @classmethod
     def spread_texts(cls, data: dict[str, Any]) -> list[str]:

@@ -15,9 +15,11 @@ A task is one class in one module of `synthloom.tasks` (plus its prompt, a Jinja
     turns()     what one of its records teaches (SFT turns), so export never guesses
     labelled()  the (text, label) it teaches a classifier (by default data's text/label)
 
-and implements `execute(ctx)`, usually `await ctx.for_each(self.units(), self.unit)`. The
-base builds record ids, provenance and records (`record()`), the run identity (`config()`),
-and resolves the models a run needs (`models()`). Tasks import nothing above this floor:
+and implements `execute(ctx)`, usually `await ctx.for_each(self.units(), self.unit)`; a task
+whose unit function needs nothing from other units says so (`independent_units`: the Ray
+executor may then run its units on its actors). The base builds record ids, provenance and
+records (`record()`), the run identity (`config()`), and resolves the models a run needs
+(`models()`). Tasks import nothing above this floor:
 the run context they get (`RunContext`, here) offers `fail`, `count`, `warn`,
 `write_artifact` and the ids already written; nothing reaches into the run directory.
 """
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
     from synthloom.settings import ModelSettings
 
 T = TypeVar("T")
+Then = Callable[[list[Record]], None]  # see RunContext.for_each
 DETAIL_CHARS = 300  # longest detail (or other text) in a failures.jsonl line
 
 
@@ -143,25 +146,46 @@ class RunContext:
             self.progress.set_total(total, description)
 
     async def for_each(
-        self, units: Iterable[Unit], fn: Callable[[Unit], Awaitable[list[Record]]]
+        self,
+        units: Iterable[Unit],
+        fn: Callable[[Unit], Awaitable[list[Record]]],
+        *,
+        then: Then | None = None,
     ) -> None:
         """Run `fn` on every unit; records are written as each unit finishes. `units` may be
         a generator: units are made as workers take them (a huge input is never all in
-        memory)."""
+        memory).
 
-        async def handle(unit: Unit) -> None:
-            self.finished(unit.id, await fn(unit))
-
+        `then(records)`, if given, is called here (in this process, also when an executor
+        runs `fn` elsewhere) with each finished unit's records, in the order units finish,
+        before they are written: the task's bookkeeping across units (flagging a repeat of
+        an earlier unit's question, collecting rankings) goes there, not in `fn`, so that `fn`
+        needs nothing from other units (Task.independent_units)."""
         if self.resume_by_unit:
             units = self._not_done(units)
         if self.executor is not None:
-            await self.executor.for_each(self, units, fn)
+            await self.executor.for_each(self, units, fn, then)
             return
+        await self.run_here(units, fn, then)
+
+    async def run_here(
+        self,
+        units: Iterable[Unit],
+        fn: Callable[[Unit], Awaitable[list[Record]]],
+        then: Then | None = None,
+    ) -> None:
+        """`for_each`'s units in this event loop (the local executor)."""
+
+        async def handle(unit: Unit) -> None:
+            self.finished(unit.id, await fn(unit), then)
+
         await self._run(units, handle)
 
-    def finished(self, unit: str, records: list[Record]) -> None:
-        """A unit's records (made here or by an executor): written; with resume_by_unit, the
-        unit is marked done once they all are "ok"."""
+    def finished(self, unit: str, records: list[Record], then: Then | None = None) -> None:
+        """A unit's records (made here or by an executor): given to `then` (see for_each),
+        then written; with resume_by_unit, the unit is marked done once they all are "ok"."""
+        if then is not None:
+            then(records)
         for record in records:
             self.emit(record)
         if self.resume_by_unit and all(r.status == "ok" for r in records):
@@ -216,15 +240,20 @@ class RunContext:
 
 class UnitExecutor(Protocol):
     """Runs `for_each`'s units elsewhere: calls `fn` on each unit, hands each unit's records
-    to `ctx.finished` and each failed unit to `ctx.run.fail` (counting units_ok/units_failed
-    in `ctx.counters`), as `RunContext._run` does here."""
+    to `ctx.finished` (with `then`) and each failed unit to `ctx.run.fail` (counting
+    units_ok/units_failed in `ctx.counters`), as `RunContext.run_here` does here."""
 
     async def for_each(
         self,
         ctx: RunContext,
         units: Iterable[Unit],
         fn: Callable[[Unit], Awaitable[list[Record]]],
+        then: Then | None,
     ) -> None: ...
+
+    def describe(self) -> dict[str, Any]:
+        """Where the step's units ran, for the summary (`summary.executor`)."""
+        ...
 
 
 class Task(ABC):
@@ -234,9 +263,17 @@ class Task(ABC):
     optional_roles: ClassVar[dict[str, str]] = {}
     sampling: ClassVar[dict[str, Any]] = {}
     growable: ClassVar[tuple[str, ...]] = ()
+    # The function a task gives `ctx.for_each` needs nothing from the other units: no state
+    # carried from one unit to the next, nothing it keeps in the task for later (bookkeeping
+    # across units goes in for_each's `then`, which runs in the driver). A copy of the task
+    # per worker then makes the same records, so the Ray executor runs the units on its
+    # actors (synthloom.executors.ray); otherwise they run in the driver, and the run says
+    # why (`dependent_units`). A task may turn it off for a run (qa with --max-similar).
+    independent_units: ClassVar[bool] = False
+    dependent_units: ClassVar[str] = "its units depend on one another"
     # A rerun skips the units an earlier run finished instead of redoing them from the cache
-    # (a million-prompt rerun takes seconds). Only for tasks whose units are independent:
-    # no state carried from unit to unit, no counters a skipped unit would have added.
+    # (a million-prompt rerun takes seconds). Only for tasks whose units are independent
+    # (above), and with no counters a skipped unit would have added.
     resume_by_unit: ClassVar[bool] = False
 
     params: Any

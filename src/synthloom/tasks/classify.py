@@ -196,6 +196,7 @@ class ClassifyTask(Task):
     name = "classify"
     Params = ClassifyParams
     sampling: dict[str, Any] = {"max_tokens": None, "temperature": 0.0}  # tokens: from labels
+    independent_units = True  # each text labelled on its own
 
     def __init__(self, params: ClassifyParams) -> None:
         self.params = params

@@ -60,6 +60,7 @@ class DistillTask(Task):
     optional_roles = {"student": "the model being compared with the teacher"}
     sampling = {"max_tokens": 512}
     growable = ("samples",)  # raising --samples on a run adds answers; the first are kept
+    independent_units = True  # each prompt and sample on its own (the Ray executor's actors)
     resume_by_unit = True  # a rerun skips finished prompts: no call, no record rebuilt
 
     def __init__(self, params: DistillParams) -> None:

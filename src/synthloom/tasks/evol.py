@@ -64,6 +64,7 @@ class EvolTask(Task):
     name = "evol"
     Params = EvolParams
     sampling = {"max_tokens": 512}
+    dependent_units = "it works in rounds, each evolving the instructions of the one before"
 
     @staticmethod
     def turns(data: dict[str, Any]) -> list[Turn]:

@@ -25,7 +25,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from synthloom import templates
 from synthloom.llm import structured
 from synthloom.llm.engine import CallFailed, CallResult
-from synthloom.preference.judge_reconcile import judge_pair, mean_aspect_score, scores_from_pairwise
+from synthloom.preference.judge_reconcile import (
+    PairwiseResult,
+    judge_pair,
+    mean_aspect_score,
+    scores_from_pairwise,
+)
 from synthloom.preference.rankings import Ranking
 from synthloom.preference.store import load_responses, ranking_row
 from synthloom.preference.types import RANKINGS_FILE, PromptResponses
@@ -92,6 +97,8 @@ class JudgeTask(Task):
     name = "judge"
     Params = JudgeParams
     sampling = {"max_tokens": 384}
+    # each prompt judged on its own; its ranking is made from its records in the driver
+    independent_units = True
 
     def after_cli(self, summary: Any) -> None:
         import click
@@ -115,15 +122,36 @@ class JudgeTask(Task):
             ctx.count("prompts_with_fewer_than_2_responses", self.too_few)
         units = [Unit(f"prompt:{g.prompt_id}", g) for g in self.groups]
         judge = self._rate if self.params.mode == "rate" else self._pairwise
-        await ctx.for_each(units, lambda unit: judge(ctx, unit))
+        await ctx.for_each(
+            units, lambda unit: judge(ctx, unit), then=lambda records: self._rank(ctx, records)
+        )
         done = [self.rankings[g.prompt_id] for g in self.groups if g.prompt_id in self.rankings]
         rows = (json.dumps(ranking_row(r), ensure_ascii=False, default=str) + "\n" for r in done)
         ctx.write_artifact(RANKINGS_FILE, "".join(rows))
 
-    def _finish(self, ctx: RunContext, ranking: Ranking, tied_pairs: int) -> None:
+    def _rank(self, ctx: RunContext, records: list[Record]) -> None:
+        """A judged prompt's ranking, from its records (one per rated response, in response
+        order, or one per pair): run in the driver as each prompt is done (for_each's then),
+        wherever the prompt was judged."""
+        first = records[0].data
+        if first["mode"] == "rate":
+            scores = {r.data["response_id"]: r.data["score"] for r in records}
+        else:
+            scores = scores_from_pairwise(
+                PairwiseResult(
+                    r.data["a_id"], r.data["b_id"], r.data["winner"], r.data["consistent"]
+                )
+                for r in records
+            )
+        ranking = Ranking.from_scores(
+            scores, prompt_id=first["prompt_id"], annotator=first["judge"], annotator_kind="judge"
+        )
         self.rankings[ranking.prompt_id] = ranking
         ctx.count("prompts_judged")
-        ctx.count("tied_pairs", tied_pairs)
+        if first["mode"] == "rate":  # pairwise counts its ties pair by pair
+            ctx.count("tied_pairs", sum(len(t) * (len(t) - 1) // 2 for t in ranking.order))
+        else:
+            ctx.count("tied_pairs", 0)
         if len(ranking.order) == 1:
             ctx.count("all_tie_prompts")
 
@@ -196,11 +224,6 @@ class JudgeTask(Task):
             )
             records.append(record)
         ctx.count("responses_rated", len(rated))
-        ranking = Ranking.from_scores(
-            scores, prompt_id=group.prompt_id, annotator=annotator, annotator_kind="judge"
-        )
-        tied = sum(len(t) * (len(t) - 1) // 2 for t in ranking.order)
-        self._finish(ctx, ranking, tied)
         return records
 
     # -- pairwise -------------------------------------------------------------------------
@@ -229,12 +252,10 @@ class JudgeTask(Task):
             )
         annotator = self._annotator(ctx)
         records: list[Record] = []
-        outcomes = []
         for i, (a, b) in enumerate(pairs):
             ab: CallResult[Any] = results[2 * i]  # type: ignore[assignment]
             ba: CallResult[Any] = results[2 * i + 1]  # type: ignore[assignment]
             outcome = judge_pair(a, b, ab.value.verdict, ba.value.verdict)
-            outcomes.append(outcome)
             ctx.count("pairs_judged")
             ctx.count("inconsistent_pairs", not outcome.consistent)
             ctx.count("tied_pairs", outcome.winner is None)
@@ -264,11 +285,4 @@ class JudgeTask(Task):
                 **self._sampling(),
             )
             records.append(record)
-        ranking = Ranking.from_scores(
-            scores_from_pairwise(outcomes),
-            prompt_id=group.prompt_id,
-            annotator=annotator,
-            annotator_kind="judge",
-        )
-        self._finish(ctx, ranking, 0)
         return records

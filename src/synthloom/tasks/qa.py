@@ -66,6 +66,8 @@ class QATask(Task):
     Params = QAParams
     sampling = {"max_tokens": 384}
     growable = ("n",)  # raising -n on a run adds pairs; the first ones are kept
+    # unless --max-similar (below); exact repeats are flagged in the driver (for_each's then)
+    independent_units = True
 
     @classmethod
     def spread_texts(cls, data: dict[str, Any]) -> list[str]:
@@ -92,6 +94,10 @@ class QATask(Task):
         self.diversity = Diversity(params, example_columns=(("question",), ("answer",)))
         if self.diversity.max_similar:
             self.resume_by_unit = False  # dedup in unit order needs every unit's question
+            self.independent_units = False
+            self.dependent_units = (
+                "--max-similar compares each question with those of the units before it"
+            )
 
     def units(self) -> list[Unit]:
         if self.docs is None:
@@ -121,10 +127,15 @@ class QATask(Task):
                 lambda draw: self._pair(ctx, unit, draw),
                 lambda r: str(r.data["question"]),
             )
-            return [self._flag_repeat(ctx, record)]
+            return [record]
+
+        def flag_repeats(records: list[Record]) -> None:
+            for record in records:
+                self._flag_repeat(ctx, record)
 
         units = self.units()
-        await ctx.for_each((Unit(u.id, (i, u)) for i, u in enumerate(units)), pair)
+        numbered = (Unit(u.id, (i, u)) for i, u in enumerate(units))
+        await ctx.for_each(numbered, pair, then=flag_repeats)
 
     @staticmethod
     def _check(pair: QAPair) -> None:
@@ -170,13 +181,13 @@ class QATask(Task):
             **self.sampling,
         )
 
-    def _flag_repeat(self, ctx: RunContext, record: Record) -> Record:
+    def _flag_repeat(self, ctx: RunContext, record: Record) -> None:
         # An exact repeat of an earlier question is kept but flagged, never silently dropped;
         # `synthloom dedup` removes them. (Rejecting it here would make resume order-dependent;
-        # --max-similar asks again instead, in unit order.)
+        # --max-similar asks again instead, in unit order.) Run in the driver, as units finish
+        # (for_each's then): one set of questions for the run, wherever the units ran.
         first = self._seen.setdefault(normalize(record.data["question"]), record.id)
         if first != record.id:
             record.status = "flagged"
             record.notes["duplicate_of"] = first
             ctx.count("duplicate_questions_flagged")
-        return record

@@ -137,6 +137,7 @@ class ResponsesTask(Task):
     name = "responses"
     Params = ResponsesParams
     sampling = {"max_tokens": 512}
+    independent_units = True  # a prompt's K responses are deduplicated among themselves only
 
     @staticmethod
     def turns(data: dict[str, Any]) -> list[Turn]:

@@ -99,6 +99,7 @@ class ScoreTask(Task):
     name = "score"
     Params = ScoreParams
     sampling = {"max_tokens": 384}
+    independent_units = True  # each record rated on its own (what it needs is in its unit)
 
     def __init__(self, params: ScoreParams) -> None:
         self.params = params
@@ -111,7 +112,6 @@ class ScoreTask(Task):
         self.names = [c["name"] for c in self.criteria]
         self.schema = score_schema(self.names, params.scale, params.rationale_chars)
         self.rows = read_inputs(params.input)
-        self._inputs: dict[str, dict[str, Any]] | None = None
         for row in self.rows:
             name = pick_field(row.data, params.field, TEXT_FIELDS)
             if name is None or not isinstance(row.data.get(name), str):
@@ -122,7 +122,18 @@ class ScoreTask(Task):
                 )
 
     def units(self) -> list[Unit]:
-        return [Unit(row.record_id or f"line{row.line}", row) for row in self.rows]
+        """One unit per input row, with what its record keeps of the input record it rates
+        (read here, by the driver: a worker elsewhere never reads the input)."""
+        originals: dict[str, dict[str, Any]] | None = None
+        units = []
+        for row in self.rows:
+            original: dict[str, Any] = {}
+            if row.record_id is not None:
+                if originals is None:  # the input is synthloom records: read them once
+                    originals = {str(r["id"]): _kept(r) for _, r in read_records(row.path)}
+                original = originals.get(str(row.record_id)) or {}
+            units.append(Unit(row.record_id or f"line{row.line}", (row, original)))
+        return units
 
     def total(self) -> int:
         return len(self.rows)
@@ -131,7 +142,8 @@ class ScoreTask(Task):
         await ctx.for_each(self.units(), lambda unit: self._score(ctx, unit))
 
     async def _score(self, ctx: RunContext, unit: Unit) -> list[Record]:
-        row: InputRow = unit.payload
+        row: InputRow = unit.payload[0]
+        original: dict[str, Any] = unit.payload[1]
         p = self.params
         field = pick_field(row.data, p.field, TEXT_FIELDS) or ""
         prompt_name = p.prompt_field or next(
@@ -158,7 +170,6 @@ class ScoreTask(Task):
             "score_rationale": result.value.rationale,
             "judge": ctx.engine.backend.model,
         }
-        original = self._input_record(row) if row.record_id is not None else {}
         if row.record_id is not None:
             data["scored_task"] = original.get("task")
         ctx.count("records_scored")
@@ -179,11 +190,6 @@ class ScoreTask(Task):
         )
         return [record]
 
-    def _input_record(self, row: InputRow) -> dict[str, Any]:
-        if self._inputs is None:  # the input is synthloom records: read them once
-            self._inputs = {str(r["id"]): r for _, r in read_records(row.path)}
-        return self._inputs.get(str(row.record_id)) or {}
-
     @staticmethod
     def turns(data: dict[str, Any]) -> list[Turn]:
         """What the scored record teaches: what its own task's record teaches."""
@@ -200,3 +206,8 @@ class ScoreTask(Task):
         if task in task_names():
             return task_class(task).labelled(data)  # type: ignore[no-any-return]
         return Task.labelled(data)
+
+
+def _kept(record: dict[str, Any]) -> dict[str, Any]:
+    """What a score record keeps of the input record it rates: its task, status and notes."""
+    return {k: record[k] for k in ("task", "status", "notes") if k in record}

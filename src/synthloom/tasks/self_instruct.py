@@ -156,6 +156,10 @@ class SelfInstructTask(Task):
     name = "self-instruct"
     Params = SelfInstructParams
     sampling = {"max_tokens": 512}
+    dependent_units = (
+        "it works in rounds: each round's prompts show the tasks kept before, and each new"
+        " instruction is checked against every earlier one"
+    )
 
     @classmethod
     def spread_texts(cls, data: dict[str, Any]) -> list[str]:

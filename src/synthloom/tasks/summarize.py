@@ -157,6 +157,9 @@ class SummarizeTask(Task):
     name = "summarize"
     Params = SummarizeParams
     sampling = {"max_tokens": 320}
+    # each candidate on its own: its draw (attributes, shown examples) depends only on its
+    # place among the units, the same in every copy of the task
+    independent_units = True
 
     def __init__(self, params: SummarizeParams) -> None:
         self.params = params

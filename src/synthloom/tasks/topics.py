@@ -79,6 +79,7 @@ class TopicsTask(Task):
     name = "topics"
     Params = TopicsParams
     sampling: dict[str, Any] = {"max_tokens": None}  # from breadth
+    dependent_units = "it builds the tree level by level, each from the topics of the one before"
 
     def __init__(self, params: TopicsParams) -> None:
         super().__init__(params)
