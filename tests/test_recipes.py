@@ -3,8 +3,12 @@ with one line naming the file, line and key, and write nothing; the Python API r
 
 from __future__ import annotations
 
+import csv
 import json
 import re
+import subprocess
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +40,54 @@ NEEDS_PEOPLE = {
 }
 
 
+# Each example runs end to end on the embedded model, made smaller with `synthloom run --set`
+# where its full size only repeats the same kind of call (quality: ~300 calls, 5 minutes on
+# 2 cores). `{name:N}` is the recipe's own CSV input cut to its first N rows of each label.
+# The recipes at full size are checked (inputs read, models, outputs) by
+# test_example_recipe_checks_at_full_size.
+SMALL: dict[str, list[str]] = {
+    "audience": ["steps.explain.params.topics=[photosynthesis]"],  # both audiences
+    "augment": ["steps.augment.params.input={augment:2}"],
+    "classify": ["steps.labels.params.input={labels:3}"],
+    "diverse-qa": ["steps.qa.params.n=6"],  # over the 9 leaves of the model's tree
+    "evol": ["steps.evolve.params.rounds=1"],
+    "mix": ["steps.topic.params.n=4"],
+    "preference": ['steps.responses.params.prompts=["What is the capital of France?"]'],
+    "qa": ["steps.topic.params.n=2"],
+    "quality": ["steps.rewrites.params.input={rewrites:3}"],
+}
 SPLITS = ("train", "validation", "test")
+
+
+def _small_input(recipe: Path, step: str, per_label: int, tmp_path: Path) -> Path:
+    """The CSV input of `step` cut to its first `per_label` rows of each label."""
+    params = next(s for s in yaml.safe_load(recipe.read_text())["steps"] if s["name"] == step)
+    source = REPO / params["params"]["input"]
+    with source.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    taken: Counter[str] = Counter()
+    kept = []
+    for row in rows:
+        if taken[row["label"]] < per_label:
+            taken[row["label"]] += 1
+            kept.append(row)
+    path = tmp_path / f"{step}-{per_label}-per-label.csv"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(kept)
+    return path
+
+
+def _small(recipe: Path, tmp_path: Path) -> list[str]:
+    """`--set` options that make the example recipe smaller (SMALL)."""
+    args = []
+    for item in SMALL.get(recipe.stem, []):
+        key, _, value = item.partition("=")
+        if m := re.fullmatch(r"\{(.+):(\d+)\}", value):
+            value = str(_small_input(recipe, m.group(1), int(m.group(2)), tmp_path))
+        args += ["--set", f"{key}={value}"]
+    return args
 
 
 def _split_file(path: Path, split: str) -> Path:
@@ -72,16 +123,48 @@ def test_every_step_output_is_used_or_is_a_final_output(recipe: Path) -> None:
         assert f"${{steps.{step['name']}}}" in later, f"{recipe.name}: {step['name']} is unused"
 
 
-@pytest.mark.embedded
-@pytest.mark.timeout(900)  # the quality recipe makes ~300 calls on the 135M model
+ExampleRun = Callable[[Path], tuple[Path, subprocess.CompletedProcess[str], dict[str, str]]]
+
+
+@pytest.fixture(scope="module")
+def example_run(tmp_path_factory: pytest.TempPathFactory) -> ExampleRun:
+    """Runs an example recipe (made SMALL) on the embedded model once for this module:
+    its `--out` directory, the finished command, and the environment naming its own cache."""
+    done: dict[str, tuple[Path, subprocess.CompletedProcess[str], dict[str, str]]] = {}
+
+    def run(recipe: Path) -> tuple[Path, subprocess.CompletedProcess[str], dict[str, str]]:
+        if recipe.stem not in done:
+            base = tmp_path_factory.mktemp(recipe.stem)
+            env = {"SYNTHLOOM_CACHE": str(base / "cache.sqlite")}
+            out = base / "out"
+            args = ["run", str(recipe.relative_to(REPO)), "--out", str(out)]
+            result = cli(*args, *_small(recipe, base), cwd=REPO, env=env, timeout=850)
+            done[recipe.stem] = (out, result, env)
+        return done[recipe.stem]
+
+    return run
+
+
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
-def test_example_recipe_runs_on_the_embedded_model(recipe: Path, tmp_path: Path) -> None:
+def test_example_recipe_checks_at_full_size(recipe: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the embedded runs below make smaller is valid at the shipped size too."""
+    monkeypatch.chdir(REPO)  # the examples' relative paths
+    plan = synthloom.check_recipe(recipe, out=REPO / "runs" / "never-written")
+    assert [p.step.name for p in plan.steps] == [
+        s["name"] for s in yaml.safe_load(recipe.read_text())["steps"]
+    ]
+    assert not (REPO / "runs" / "never-written").exists()
+
+
+@pytest.mark.embedded
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
+def test_example_recipe_runs_on_the_embedded_model(recipe: Path, example_run: ExampleRun) -> None:
     if recipe.stem in NEEDS_PEOPLE:
         pytest.skip("waits for people to review: tests/test_review_recipe.py runs it")
     if recipe.stem in NEEDS_STUB_SERVERS:
         pytest.skip("runs against local test servers: tests/test_executor_ray.py runs it")
-    out = tmp_path / "out"
-    result = cli("run", str(recipe.relative_to(REPO)), "--out", str(out), cwd=REPO, timeout=850)
+    out, result, _ = example_run(recipe)
     if result.returncode != 0 and recipe.stem in TOO_HARD_FOR_135M:
         run = out / TOO_HARD_FOR_135M[recipe.stem]
         summary = json.loads((run / "manifest.json").read_text())["summary"]
@@ -138,13 +221,13 @@ def test_example_recipe_runs_on_the_embedded_model(recipe: Path, tmp_path: Path)
 
 
 @pytest.mark.embedded
-def test_rerunning_a_recipe_resumes_from_the_cache(tmp_path: Path) -> None:
+def test_rerunning_a_recipe_resumes_from_the_cache(example_run: ExampleRun) -> None:
     recipe = "recipes/summarize.yaml"
-    out = tmp_path / "out"
-    first = cli("run", recipe, "--out", str(out), cwd=REPO, timeout=600)
+    # the run of the test above (made here if that test did not run); it is not read after this
+    out, first, env = example_run(REPO / recipe)
     assert first.returncode == 0, first.stderr[-2000:]
     sft = (out / "sft.jsonl").read_bytes()
-    again = cli("run", recipe, "--out", str(out), cwd=REPO, timeout=600)
+    again = cli("run", recipe, "--out", str(out), cwd=REPO, env=env, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
     summary = json.loads((out / "summaries" / "manifest.json").read_text())["summary"]
     assert summary["requests"] == 0 and summary["records_new"] == 0
@@ -160,9 +243,11 @@ def _write(tmp_path: Path, body: str) -> Path:
     return path
 
 
-def _fails(tmp_path: Path, recipe: Path, *wanted: str, check: bool = False) -> str:
+def _fails(
+    tmp_path: Path, recipe: Path, *wanted: str, check: bool = False, extra: list[str] | None = None
+) -> str:
     out = tmp_path / "out"
-    args = ["run", str(recipe), "--out", str(out)] + (["--check"] if check else [])
+    args = ["run", str(recipe), "--out", str(out), *(extra or [])] + (["--check"] if check else [])
     result = cli(*args, cwd=tmp_path, timeout=120)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
@@ -325,3 +410,45 @@ def test_python_api_raises_user_error(tmp_path: Path) -> None:
     recipe = _write(tmp_path, "steps:\n  - name: a\n    task: qa\n    params: {topic: x, n: 0}\n")
     with pytest.raises(UserError, match=r"recipe.yaml:4.*n"):
         synthloom.load_recipe(recipe)
+
+
+# --- synthloom run --set ---------------------------------------------------------------------
+
+
+def test_set_changes_values_for_one_run_and_leaves_the_file(
+    tmp_path: Path, stub: StubServer
+) -> None:
+    recipe = _stub_recipe(tmp_path, stub.base_url)  # pairs: n: 6
+    shipped = recipe.read_bytes()
+    out = tmp_path / "set"
+    sets = ["--set", "steps.pairs.params.n=2", "--set", "steps.pairs.model.temperature=0.3"]
+    done = cli("run", str(recipe), "--out", str(out), *sets, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((out / "pairs" / "manifest.json").read_text())
+    assert manifest["summary"]["units_ok"] == 2 and stub.stats.requests == 2
+    assert manifest["identity"]["models"]["default"]["temperature"] == 0.3
+    assert 1 <= len(_lines(out / "sft.jsonl")) <= 2  # the later steps read the 2 records
+    assert recipe.read_bytes() == shipped
+    # the Python API takes the same paths, values as they are
+    api = synthloom.run_recipe(
+        recipe, out=tmp_path / "api", show_progress=False, overrides={"steps.pairs.params.n": 3}
+    )
+    assert api["pairs"]["units_ok"] == 3
+
+
+@pytest.mark.parametrize(
+    ("given", "wanted"),
+    [
+        ("steps.pairs.params.colour=red", "--set steps.pairs.params.colour=red: "),
+        ("steps.pairs.params.n=0", "greater than or equal to 1"),
+        ("steps.nope.params.n=2", "no step named 'nope' (steps: pairs, clean, sft)"),
+        ("model.concurrency=[1", "not valid YAML"),
+        ("steps.pairs.params", "give PATH=VALUE"),
+    ],
+)
+def test_a_bad_set_is_one_line_naming_it(tmp_path: Path, given: str, wanted: str) -> None:
+    recipe = _stub_recipe(tmp_path, "http://127.0.0.1:9/v1")
+    line = _fails(tmp_path, recipe, wanted, "--set", extra=["--set", given])
+    assert f"{recipe}:" not in line.replace(f"{recipe}: --set", "")  # no line of the file
+    # --check finds the same, also without writing
+    _fails(tmp_path, recipe, wanted, check=True, extra=["--set", given])

@@ -15,6 +15,16 @@ import click
     " and `${out}` in params becomes DIR).",
 )
 @click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="PATH=VALUE",
+    help="Change one value of the recipe for this run (repeatable): PATH is a dotted path"
+    " into the recipe with steps named, e.g. steps.qa.params.n=3,"
+    " steps.qa.model.max_tokens=200, model.backend=openai; VALUE is read as YAML (3, true,"
+    " [a, b]).",
+)
+@click.option(
     "--check",
     is_flag=True,
     help="Validate the recipe (keys, params, input files, models, output directories) and"
@@ -50,6 +60,7 @@ def run(
     recipe: Path,
     steps: tuple[str, ...],
     out: Path | None,
+    sets: tuple[str, ...],
     check: bool,
     executor: str,
     address: str | None,
@@ -63,11 +74,13 @@ def run(
     the current directory. Run it again to resume: finished calls come from the cache.
     """
     from synthloom.recipes.runner import check_recipe, run_recipe
+    from synthloom.recipes.schema import parse_overrides
     from synthloom.terminal import visible
 
     only = list(steps) or None
+    overrides = parse_overrides(sets)
     if check:
-        plan = check_recipe(recipe, only=only, out=out)
+        plan = check_recipe(recipe, only=only, out=out, overrides=overrides)
         later = f"; checked when they run: {', '.join(plan.deferred)}" if plan.deferred else ""
         click.echo(visible(f"{recipe}: ok ({len(plan.steps)} steps{later})"))
         return
@@ -75,8 +88,8 @@ def run(
         raise click.UsageError("--address, --actors and --shards go with --executor ray")
     ray = None
     if executor == "ray":
-        check_recipe(recipe, only=only, out=out)  # before a cluster is started
+        check_recipe(recipe, only=only, out=out, overrides=overrides)  # before a cluster starts
         from synthloom.executors.ray import RayExecutor
 
         ray = RayExecutor(address, actors=actors, shards=shards)
-    run_recipe(recipe, only=only, out=out, executor=ray)
+    run_recipe(recipe, only=only, out=out, executor=ray, overrides=overrides)

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,14 +66,19 @@ class Plan:
 
 
 def check_recipe(
-    path: Path | str, *, only: list[str] | None = None, out: Path | str | None = None
+    path: Path | str,
+    *,
+    only: list[str] | None = None,
+    out: Path | str | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> Plan:
     """Validate a whole recipe without running or writing anything: the schema and params
     (`load_recipe`), then every step that does not read an earlier step's output is built as
     it will run (its input files read and checked, its models and output directory checked).
-    `only` limits the work to those steps; `out` overrides the recipe's `out:`."""
+    `only` limits the work to those steps; `out` overrides the recipe's `out:`; `overrides`
+    ({"steps.qa.params.n": 3}, `synthloom run --set`) change values of the recipe first."""
     path = Path(path)
-    recipe, params = load_recipe(path, out=out)
+    recipe, params = load_recipe(path, out=out, overrides=overrides)
     names = [s.name for s in recipe.steps]
     for name in only or ():
         if name not in names:
@@ -105,6 +110,7 @@ def run_recipe(
     out: Path | str | None = None,
     show_progress: bool = True,
     executor: Executor | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Check the whole recipe first (nothing runs or is written on an error), then run its
     steps in order. Returns each step's result by step name: a task's run summary
@@ -112,8 +118,8 @@ def run_recipe(
     `out`.
     A rerun resumes: finished steps replay from the cache and write nothing twice.
     `executor` (synthloom.executors.ray.RayExecutor) runs the tasks' units and the near-dup
-    dedup elsewhere, with the same results."""
-    plan = check_recipe(path, only=only, out=out)
+    dedup elsewhere, with the same results. `overrides` as for `check_recipe`."""
+    plan = check_recipe(path, only=only, out=out, overrides=overrides)
     results: dict[str, dict[str, Any]] = {}
     for ps in plan.steps:
         if show_progress:

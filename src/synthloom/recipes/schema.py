@@ -36,6 +36,12 @@ invocation) can only be fully checked when it runs, since that output does not e
 steps before it will have written their outputs by then (a rerun resumes them from the cache).
 Export formats and output file names are checked for every step up front.
 
+`overrides` (`synthloom run --set PATH=VALUE`) change values of the recipe before it is
+validated: PATH is a dotted path into the recipe, with a step named by its name
+(`steps.qa.params.n`, `steps.qa.model.max_tokens`, `model.backend`, `out`); a mapping on the
+way is made if missing, a list item is named by its index. An error in an overridden value
+names the `--set` instead of a line of the file.
+
 Outputs stay under `out`: a step's directory is `<out>/<step name>` (a step name is a plain
 directory name, never `.` or `..`), and every output param of a model-free step (its
 `Step.outputs`: an export's `path`, a pairs step's `out`) must resolve under `out` (after
@@ -47,7 +53,9 @@ failures.jsonl or manifest.json (`synthloom.outputs.check_not_input`).
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -122,21 +130,111 @@ def _line(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
     return line
 
 
-def _fail(path: Path, root: yaml.Node | None, loc: tuple[Any, ...], msg: str) -> UserError:
-    line = _line(root, loc)
-    where = f"{path}:{line}" if line else str(path)
+def _fail(
+    path: Path,
+    root: yaml.Node | None,
+    loc: tuple[Any, ...],
+    msg: str,
+    overridden: dict[tuple[Any, ...], str] | None = None,
+) -> UserError:
+    given = next((t for o, t in (overridden or {}).items() if loc[: len(o)] == o), None)
+    if given is not None:  # the value came from the command line, not from a line of the file
+        where = f"{path}: --set {given}"
+    else:
+        line = _line(root, loc)
+        where = f"{path}:{line}" if line else str(path)
     key = ""
     for part in loc:
         key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
     return UserError(f"{where}: {key}: {msg}" if key else f"{where}: {msg}")
 
 
+def _override_text(key: str, value: Any) -> str:
+    """`PATH=VALUE` as given on the command line (a value from the Python API as JSON)."""
+    return f"{key}={value if isinstance(value, str) else json.dumps(value, default=str)}"
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """`PATH=VALUE` strings (`synthloom run --set`) as {PATH: VALUE}, VALUE read as YAML
+    (`3`, `true`, `[a, b]`, `{k: v}`; anything else is a string)."""
+    found: dict[str, Any] = {}
+    for item in items:
+        key, eq, text = item.partition("=")
+        if not eq or not key.strip():
+            raise UserError(f"--set {item}: give PATH=VALUE, e.g. --set steps.qa.params.n=3")
+        try:
+            found[key.strip()] = yaml.safe_load(text) if text.strip() else text
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise UserError(f"--set {item}: the value is not valid YAML: {problem}") from None
+    return found
+
+
+def _apply_overrides(
+    path: Path, data: dict[str, Any], overrides: Mapping[str, Any]
+) -> dict[tuple[Any, ...], str]:
+    """Set each PATH of `overrides` in the recipe's data (see the module docstring); returns
+    the location (as validation errors give it: steps by index) of each value set, with the
+    `PATH=VALUE` it came from."""
+    overridden: dict[tuple[Any, ...], str] = {}
+    for key, value in overrides.items():
+        given = _override_text(key, value)
+        parts = key.split(".")
+        if not all(parts):
+            raise UserError(f"{path}: --set {given}: an empty name in the path {key!r}")
+        node: Any = data
+        loc: list[Any] = []
+        i = 0
+        while True:
+            part = parts[i]
+            if isinstance(node, list) and loc == ["steps"]:
+                names = [s.get("name") if isinstance(s, dict) else None for s in node]
+                # a step name may hold dots: the longest name that the path starts with
+                for j in range(len(parts), i, -1):
+                    if ".".join(parts[i:j]) in names:
+                        index, i = names.index(".".join(parts[i:j])), j - 1
+                        break
+                else:
+                    known = ", ".join(str(n) for n in names)
+                    raise UserError(
+                        f"{path}: --set {given}: no step named {part!r} (steps: {known})"
+                    )
+            elif isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise UserError(
+                        f"{path}: --set {given}: {'.'.join(parts[:i]) or 'the recipe'} is a"
+                        f" list of {len(node)}: name an item by its index (0 to {len(node) - 1})"
+                    )
+                index = int(part)
+            elif isinstance(node, dict):
+                index = part
+            else:
+                raise UserError(
+                    f"{path}: --set {given}: {'.'.join(parts[:i])} is not a mapping or a list"
+                )
+            loc.append(index)
+            if i == len(parts) - 1:
+                node[index] = value
+                break
+            if isinstance(node, dict) and node.get(index) is None:
+                node[index] = {}  # e.g. a step without `model:` yet
+            node = node[index]
+            i += 1
+        overridden[tuple(loc)] = given
+    return overridden
+
+
 def load_recipe(
-    path: Path | str, *, out: Path | str | None = None
+    path: Path | str,
+    *,
+    out: Path | str | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> tuple[Recipe, dict[str, BaseModel]]:
     """Parse and validate a recipe (schema, keys, model settings, each step's params); returns
     it and each step's validated params, with `${out}` and `${steps.NAME}` filled in.
-    `out` overrides the recipe's `out:`. Input files are not read here: see `check_recipe`."""
+    `out` overrides the recipe's `out:`; `overrides` ({"steps.qa.params.n": 3}) change any
+    value first (see the module docstring). Input files are not read here: see
+    `check_recipe`."""
     from synthloom.settings import load_yaml
 
     path = Path(path)
@@ -144,28 +242,31 @@ def load_recipe(
     root = yaml.compose(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict):
         raise _fail(path, root, (), "a recipe is a mapping with `steps:`")
+    overridden = _apply_overrides(path, data, overrides or {})
+
+    def fail(loc: tuple[Any, ...], msg: str) -> UserError:
+        return _fail(path, root, loc, msg, overridden)
+
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:
         loc, msg = first_error(exc)
-        raise _fail(path, root, loc, msg) from None
+        raise fail(loc, msg) from None
     if out is not None:
         recipe.out = Path(out)
     try:
         ModelSettings.model_validate(recipe.model)
     except ValidationError as exc:
         loc, msg = first_error(exc)
-        raise _fail(path, root, ("model", *loc), msg) from None
+        raise fail(("model", *loc), msg) from None
     names: set[str] = set()
     validated: dict[str, BaseModel] = {}
     for i, step in enumerate(recipe.steps):
         if step.name in names:
-            raise _fail(path, root, ("steps", i, "name"), f"duplicate step name {step.name!r}")
+            raise fail(("steps", i, "name"), f"duplicate step name {step.name!r}")
         if step.task not in task_names() and step.task not in step_names():
             known = ", ".join([*task_names(), *step_names()])
-            raise _fail(
-                path, root, ("steps", i, "task"), f"unknown task {step.task!r} (known: {known})"
-            )
+            raise fail(("steps", i, "task"), f"unknown task {step.task!r} (known: {known})")
         for where, settings in [("model", step.model)] + [
             (f"models.{r}", s) for r, s in step.models.items()
         ]:
@@ -173,8 +274,8 @@ def load_recipe(
                 ModelSettings.model_validate({**recipe.model, **settings})
             except ValidationError as exc:
                 loc, msg = first_error(exc)
-                raise _fail(path, root, ("steps", i, *where.split("."), *loc), msg) from None
-        params = _substitute(step.params, names, path, root, ("steps", i, "params"), recipe)
+                raise fail(("steps", i, *where.split("."), *loc), msg) from None
+        params = _substitute(step.params, names, path, fail, ("steps", i, "params"), recipe)
         cls = step_kind(step.task)
         try:
             validated[step.name] = cls.Params.model_validate(params)
@@ -182,7 +283,7 @@ def load_recipe(
             loc, msg = first_error(exc)
             if loc == ("max_tokens",) and msg == "unknown key":
                 msg = "max_tokens is a model setting: put it under the step's model: (model: {max_tokens: N})"
-            raise _fail(path, root, ("steps", i, "params", *loc), msg) from None
+            raise fail(("steps", i, "params", *loc), msg) from None
         if is_model_free(cls):
             validated[step.name] = _default_out(
                 cls, validated[step.name], step_dir(recipe, path, step.name)
@@ -191,7 +292,7 @@ def load_recipe(
                 value = getattr(validated[step.name], key, None)
                 outside = _outside(Path(value), out_dir(recipe, path)) if value else None
                 if outside:
-                    raise _fail(path, root, ("steps", i, "params", key), outside)
+                    raise fail(("steps", i, "params", key), outside)
         names.add(step.name)
     return recipe, validated
 
@@ -262,14 +363,14 @@ def _substitute(
     value: Any,
     earlier: set[str],
     path: Path,
-    root: yaml.Node | None,
+    fail: Callable[[tuple[Any, ...], str], UserError],
     loc: tuple[Any, ...],
     recipe: Recipe,
 ) -> Any:
     if isinstance(value, dict):
-        return {k: _substitute(v, earlier, path, root, (*loc, k), recipe) for k, v in value.items()}
+        return {k: _substitute(v, earlier, path, fail, (*loc, k), recipe) for k, v in value.items()}
     if isinstance(value, list):
-        return [_substitute(v, earlier, path, root, (*loc, j), recipe) for j, v in enumerate(value)]
+        return [_substitute(v, earlier, path, fail, (*loc, j), recipe) for j, v in enumerate(value)]
     if not isinstance(value, str):
         return value
 
@@ -278,7 +379,7 @@ def _substitute(
             return str(out_dir(recipe, path))
         name = match.group(2)
         if name not in earlier:
-            raise _fail(path, root, loc, f"${{steps.{name}}} names no earlier step")
+            raise fail(loc, f"${{steps.{name}}} names no earlier step")
         return str(step_dir(recipe, path, name))
 
     return VARIABLE.sub(fill, value)
