@@ -279,3 +279,42 @@ def test_the_limiter_hands_freed_slots_in_arrival_order() -> None:
     assert order[8:] == [
         f"new-after-{n}" for n in ("a", "b", "retry", "w0", "w1", "w2", "w3", "w4")
     ]
+
+
+def test_record_ids_are_those_of_earlier_versions() -> None:
+    """Record ids from string parts (the fast path) are the sha256 of the same JSON as before,
+    for every character, so old run directories still resume without duplicates."""
+    from synthloom.records import stable_id
+
+    def old(*parts: object) -> str:
+        blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    chars = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF)
+    for start in range(0, len(chars), 4096):
+        piece = chars[start : start + 4096]
+        assert stable_id("qa", piece, piece[::-1]) == old("qa", piece, piece[::-1])
+    for parts in (
+        ("qa", "topic:1", "ab" * 32),
+        ("human", "f.jsonl", 3, {"b": 1.5}),
+    ):
+        assert stable_id(*parts) == old(*parts), parts
+
+
+def test_qa_prompts_are_rendered_once_each_and_stay_the_same(tmp_path: Path) -> None:
+    """qa renders its ten angle prompts once each (issue 12); what it sends is still the
+    template rendered with each unit's own sample number, unit by unit (seed = unit)."""
+    with StubServer(record=True) as server:
+        done = synthloom(
+            "qa", "--topic", "product returns", "-n", "25", "--seed", "3",
+            "--backend", "openai", "--base-url", server.base_url, "--model", "m",
+            "--out", str(tmp_path / "run"),
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        bodies = server.bodies
+    template = templates.load("qa_topic")
+    sent = {b["seed"]: b["messages"] for b in bodies}
+    assert len(sent) == 25
+    for unit in range(25):
+        expected = template._render({"topic": "product returns", "sample": unit})
+        assert sent[engine_module.call_seed(3, unit, 0)] == expected, unit

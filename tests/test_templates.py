@@ -694,3 +694,16 @@ def test_judged_code_with_triple_quotes_changes_only_its_fence() -> None:
     assert (
         new[1]["content"].replace(f'"""""\n{code}\n"""""', f'"""\n{code}\n"""') == old[1]["content"]
     )
+
+
+def test_a_repeated_rendering_is_the_same_and_the_callers_own() -> None:
+    """Renderings are remembered by their variables (issue 12): the same variables give the
+    same messages, a caller changing its messages does not change the next caller's, and
+    values that are equal but print differently (1 and 1.0) are not confused."""
+    t = templates.from_source("t", "{% block user %}n={{ n }} {{ words }}{% endblock %}")
+    first = t.messages(n=1, words="a b")
+    first[0]["content"] = "changed"
+    first.append({"role": "user", "content": "more"})
+    assert t.messages(n=1, words="a b") == [{"role": "user", "content": "n=1 a b"}]
+    assert t.messages(n=1.0, words="a b") == [{"role": "user", "content": "n=1.0 a b"}]
+    assert t.messages(n=[1, 2], words="a b") == [{"role": "user", "content": "n=[1, 2] a b"}]

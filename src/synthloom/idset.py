@@ -90,6 +90,9 @@ class IdSet:
 
     def add_ints(self, values: Any) -> None:
         """Add many 64-bit values at once (a numpy uint64 array or a sequence of ints)."""
+        if isinstance(values, list) and len(self._recent) + len(values) < MERGE:
+            self._recent.update(values)  # small: no numpy (a command's start-up, issue 12)
+            return
         import numpy as np
 
         self._append(np.asarray(values, dtype=np.uint64))

@@ -14,9 +14,19 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 
 def stable_id(*parts: Any) -> str:
-    """A short, stable id from JSON-serialisable parts."""
+    """A short, stable id from JSON-serialisable parts: the sha256 of
+    `json.dumps(parts, sort_keys=True, ensure_ascii=False, separators=(",", ":"))`. Parts
+    that are all strings (a task name, a unit id, a cache key) go through orjson, whose
+    output for strings is the same bytes (tests/test_hot_path.py), at a fifth of the cost."""
+    if all(type(p) is str for p in parts):
+        try:
+            return hashlib.sha256(orjson.dumps(parts)).hexdigest()[:16]
+        except orjson.JSONEncodeError:  # a lone surrogate: json writes it, orjson refuses
+            pass
     blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

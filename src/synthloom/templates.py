@@ -58,6 +58,7 @@ from jinja2 import nodes
 
 PROMPTS_DIR = Path(__file__).parent / "tasks" / "prompts"
 ROLES = ("system", "user")  # the order of the messages
+_MEMO_SIZE = 1024  # rendered prompts kept per template
 
 
 @dataclass(frozen=True)
@@ -91,8 +92,27 @@ class Template:
     hash: str
     _template: jinja2.Template
     constants: Mapping[str, Any] = field(default_factory=dict)
+    # rendered messages by their variables (hashable ones only): a task that renders the same
+    # few prompts thousands of times (qa --topic: ten angles) renders each once. A prompt is a
+    # function of its variables (that is what makes cache keys and resume work); a template
+    # using Jinja's `random` filter would not be, and gets its first rendering again.
+    _memo: dict[tuple[tuple[str, type, Any], ...], list[dict[str, str]]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def messages(self, **variables: Any) -> list[dict[str, str]]:
+        key = tuple((k, v.__class__, v) for k, v in variables.items())  # 1 and 1.0 differ
+        try:
+            known = self._memo.get(key)
+        except TypeError:  # an unhashable value (a list, a dict): rendered every time
+            return self._render(variables)
+        if known is None:
+            if len(self._memo) >= _MEMO_SIZE:
+                self._memo.clear()
+            known = self._memo[key] = self._render(variables)
+        return [dict(m) for m in known]  # the caller's own copy
+
+    def _render(self, variables: dict[str, Any]) -> list[dict[str, str]]:
         messages: list[dict[str, str]] = []
         # One context for every block: a block's `{% set %}` stays in the block (Jinja keeps
         # it in the block's own frame), and a context costs more than rendering a block.

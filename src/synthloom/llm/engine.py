@@ -13,6 +13,7 @@ that received it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import random
@@ -151,6 +152,7 @@ class Engine:
         self._negotiation = asyncio.Lock()
         # response_format per (schema, mode), built once, with its canonical JSON for keys
         self._formats: dict[tuple[type[BaseModel], str], tuple[dict[str, Any] | None, bytes]] = {}
+        self._encoded_formats: dict[int, bytes] = {}  # id() of a format above -> its JSON
 
     # -- public -------------------------------------------------------------------------
     async def complete(
@@ -217,12 +219,13 @@ class Engine:
         for name in sorted(body):
             value = body[name]
             if name == "response_format":
-                encoded = next(
-                    (enc for fmt, enc in self._formats.values() if fmt is value), None
-                ) or canonical_json(value)
+                encoded = self._encoded_formats.get(id(value)) or canonical_json(value)
             else:
                 encoded = canonical_json(value)
-            parts.append(orjson.dumps(name) + b":" + encoded)
+            prefix = _NAME_PREFIXES.get(name)
+            if prefix is None:
+                prefix = _NAME_PREFIXES[name] = orjson.dumps(name) + b":"
+            parts.append(prefix + encoded)
         return b"{" + b",".join(parts) + b"}"
 
     def provenance_params(self, **sampling: Any) -> dict[str, Any]:
@@ -257,6 +260,8 @@ class Engine:
         if known is None:
             fmt = structured.response_format(schema, mode)
             known = self._formats[(schema, mode)] = (fmt, canonical_json(fmt))
+            if fmt is not None:  # kept alive by _formats: its id() is never reused
+                self._encoded_formats[id(fmt)] = known[1]
         return known[0]
 
     async def _structured(
@@ -447,6 +452,9 @@ class Engine:
         return self._rng.uniform(ceiling / 2, ceiling)
 
 
+_NAME_PREFIXES: dict[str, bytes] = {}  # a body field's name as JSON, with its colon
+
+
 def canonical_json(value: Any) -> bytes:
     """`json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)` as UTF-8.
     Chat messages (dicts of strings) go through orjson, whose output for strings is the same
@@ -519,14 +527,22 @@ def _reject_cut_strings(value: BaseModel) -> None:
     schema's maxLength mid-word, and the answer still parses; without this check a rambling
     model's answers would be kept with their ends missing.
     """
-    for name, info in type(value).model_fields.items():
+    for name, limit in _max_lengths(type(value)):
         text = getattr(value, name)
-        if not isinstance(text, str):
-            continue
+        if isinstance(text, str) and len(text) >= limit:
+            raise ValueError(f"{name}: cut off at its {limit}-character limit")
+
+
+@functools.cache
+def _max_lengths(schema: type[BaseModel]) -> tuple[tuple[str, int], ...]:
+    """The schema's fields with a max_length, and that length (looked up once per schema)."""
+    limits = []
+    for name, info in schema.model_fields.items():
         for rule in info.metadata:
             limit = getattr(rule, "max_length", None)
-            if limit is not None and len(text) >= limit:
-                raise ValueError(f"{name}: cut off at its {limit}-character limit")
+            if limit is not None:
+                limits.append((name, limit))
+    return tuple(limits)
 
 
 def _strip_fences(text: str) -> str:

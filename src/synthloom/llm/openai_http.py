@@ -8,6 +8,7 @@ Authorization header and never written to disk or logs.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -18,6 +19,7 @@ import orjson
 
 from synthloom.errors import BackendFatal, UserError
 from synthloom.llm.base import Backend, CallError, Completion, token_logprobs
+from synthloom.llm.deadlines import Deadlines
 from synthloom.llm.limits import rate_limit_pause
 from synthloom.settings import base_url_problem
 
@@ -62,7 +64,7 @@ class OpenAIBackend(Backend):
             self._headers["Authorization"] = f"Bearer {key}"
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
-        self._timeout: aiohttp.ClientTimeout | None = None
+        self._deadlines = Deadlines()  # `timeout` per call, without aiohttp's timer per call
         self._url = f"{self.base_url}/chat/completions"
         self.served_model: str | None = None  # what the server says answered, if not `model`
 
@@ -77,9 +79,12 @@ class OpenAIBackend(Backend):
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
-        self._session = aiohttp.ClientSession(connector=connector, headers=self._headers)
+        self._session = aiohttp.ClientSession(
+            connector=connector, headers=self._headers, timeout=aiohttp.ClientTimeout()
+        )
 
     async def close(self) -> None:
+        self._deadlines.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -124,10 +129,9 @@ class OpenAIBackend(Backend):
     async def complete(self, body: dict[str, Any], timeout: float) -> Completion:
         assert self._session is not None, "backend not started"
         payload = _dumps({"model": self.model, **body})
-        if self._timeout is None or self._timeout.total != timeout:
-            self._timeout = aiohttp.ClientTimeout(total=timeout)
+        task = self._deadlines.start(timeout)
         try:
-            async with self._session.post(self._url, data=payload, timeout=self._timeout) as resp:
+            async with self._session.post(self._url, data=payload) as resp:
                 raw = await resp.read()
                 ctype = resp.headers.get("Content-Type", "")
                 if resp.status != 200:
@@ -140,10 +144,18 @@ class OpenAIBackend(Backend):
                         rate_limit_pause(resp.headers),
                     )
                 pause = rate_limit_pause(resp.headers)
+        except asyncio.CancelledError:
+            if self._deadlines.expired(task):
+                raise CallError(
+                    "timeout", f"no answer within {timeout:g}s", retryable=True
+                ) from None
+            raise
         except TimeoutError:
             raise CallError("timeout", f"no answer within {timeout:g}s", retryable=True) from None
         except aiohttp.ClientError as exc:
             raise CallError("connection", type(exc).__name__, retryable=True) from None
+        finally:
+            self._deadlines.finish(task)
         completion = _parse_body(raw, ctype, self._url, self.base_url, self.model, pause)
         if completion.model is not None:
             self.served_model = completion.model

@@ -148,8 +148,12 @@ class QATask(Task):
             i = unit.payload
             template = templates.load("qa_topic")
             sample = draw.sample(i)
+            # the template reads `sample` only as angles[sample % len(angles)]: passing that
+            # remainder gives the same prompt, and ten prompts are rendered once each
+            # (Template.messages remembers them), not once per unit (issue 12)
+            angle = sample % len(template.constants["angles"])
             messages = template.messages(
-                **{"topic": self.topic, "sample": sample, **draw.variables()}
+                **{"topic": self.topic, "sample": angle, **draw.variables()}
             )
             extra: dict[str, Any] = {"topic": self.topic}
         else:
