@@ -37,3 +37,6 @@ def synthloom(
         env={**os.environ, **(env or {})},
         timeout=timeout,
     )
+
+
+from tests.example_recipes import example_run  # noqa: E402, F401  (a fixture for every test)

@@ -26,6 +26,7 @@ from synthloom.tasks.augment import (
 )
 from synthloom.testing.stub_server import StubServer
 from tests.conftest import synthloom as cli
+from tests.example_recipes import ExampleRun
 
 SHIPPED = Path(synthloom.__file__).parent / "data" / "reviews_small.csv"
 COUNTERS = (
@@ -56,9 +57,10 @@ def write_csv(
     return path
 
 
-def check_run(out: Path, summary: Summary) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def check_run(
+    out: Path, counters: dict[str, int]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Counts add up, in the summary and the manifest; every variation links to its original."""
-    counters = summary.counters
     assert counters["variations_asked"] == sum(counters[k] for k in COUNTERS)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "complete"
@@ -239,7 +241,7 @@ def test_stub_drift_and_near_copies_are_dropped(tmp_path: Path) -> None:
         0,
     )
     assert c["originals_included"] == 3
-    variations, failures = check_run(out, summary)
+    variations, failures = check_run(out, summary.counters)
     assert {v["data"]["text"] for v in variations} == {
         "My battery was dead within seven days.",
         "ugh battery gone in a week, so annoying",
@@ -273,7 +275,7 @@ def test_stub_flag_keeps_drift_and_judge_is_asked(tmp_path: Path) -> None:
     (summary,), script, out = run_stub(tmp_path, fidelity="judge", on_drift="flag")
     c = summary.counters
     assert (c["variations_kept"], c["dropped_label_drift"], c["flagged_label_drift"]) == (6, 0, 1)
-    variations, _ = check_run(out, summary)
+    variations, _ = check_run(out, summary.counters)
     (flagged,) = [v for v in variations if v["status"] == "flagged"]
     assert flagged["data"]["text"] == "This purchase represents excellent value."
     assert flagged["data"]["label"] == "positive"
@@ -476,20 +478,31 @@ def test_shipped_data_is_imbalanced() -> None:
 
 @needs_model
 @pytest.mark.embedded
-@pytest.mark.parametrize(
-    ("fidelity", "per_label", "per_example"), [("classifier", 2, 2), ("model", 1, 1)]
-)
-def test_embedded(tmp_path: Path, fidelity: str, per_label: int, per_example: int) -> None:
-    path = shipped_subset(tmp_path, per_label)
-    params = AugmentParams(input=path, per_example=per_example, fidelity=fidelity)  # type: ignore[arg-type]
-    task = AugmentTask(params)
+def test_embedded_classifier_check(tmp_path: Path) -> None:
+    path = shipped_subset(tmp_path, 2)
+    task = AugmentTask(AugmentParams(input=path, per_example=2, fidelity="classifier"))
     out = tmp_path / "run"
     settings = ModelSettings(backend="embedded", slots=4, seed=0)
     summary = run_task(task, settings, out, show_progress=False, cache=tmp_path / "c.sqlite")
-    assert summary.counters["variations_asked"] == 3 * per_label * per_example
-    variations, _ = check_run(out, summary)
+    assert summary.counters["variations_asked"] == 3 * 2 * 2
+    variations, _ = check_run(out, summary.counters)
     for v in variations:
-        assert v["notes"]["fidelity"]["method"] == fidelity
+        assert v["notes"]["fidelity"]["method"] == "classifier"
+        assert v["provenance"]["backend"] == "embedded"
+
+
+@needs_model
+@pytest.mark.embedded
+def test_embedded_model_check(example_run: ExampleRun) -> None:
+    """recipes/augment.yaml's run on the embedded model (fidelity model: the same model labels
+    each variation; two reviews of each label, one variation each), made once for the session."""
+    out, result, _ = example_run("augment")
+    assert result.returncode == 0, result.stderr[-2000:]
+    counters = json.loads((out / "augment" / "manifest.json").read_text())["summary"]["counters"]
+    assert counters["variations_asked"] == 3 * 2 * 1
+    variations, _ = check_run(out / "augment", counters)
+    for v in variations:
+        assert v["notes"]["fidelity"]["method"] == "model"
         assert v["provenance"]["backend"] == "embedded"
 
 

@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 
 from synthloom.cli import main
-from synthloom.errors import RunFailed, UserError
+from synthloom.errors import UserError
 from synthloom.quality.evol_rules import OPERATIONS
 from synthloom.runner import run_task
 from synthloom.settings import ModelSettings
 from synthloom.tasks.evol import EvolParams, EvolTask
 from synthloom.testing.stub_server import StubServer
+from tests.example_recipes import REPO, ExampleRun
 
 INSTRUCTIONS = ["Name a red fruit.", "Explain what rain is.", "Give one tip for sleeping well."]
 SUFFIX = "Answer in exactly three short bullet points."
@@ -162,31 +163,28 @@ def test_chains_from_a_previous_run(tmp_path: Path, server: StubServer) -> None:
 
 
 @pytest.mark.embedded
-def test_embedded_run(tmp_path: Path) -> None:
-    source = write_jsonl(tmp_path / "in.jsonl", [{"instruction": t} for t in INSTRUCTIONS])
-    try:
-        run_task(
-            EvolTask(EvolParams(input=source, rounds=1)),
-            ModelSettings(backend="embedded", slots=4, seed=0, max_tokens=96),
-            tmp_path / "run",
-            show_progress=False,
-            cache=tmp_path / "cache.sqlite",
-        )
-    except RunFailed:  # every evolution eliminated: SmolLM2-135M often answers the prompt
-        pass
-    summary = json.loads((tmp_path / "run" / "manifest.json").read_text())["summary"]
-    lines = (tmp_path / "run" / "records.jsonl").read_text().splitlines()
-    failures = read_failures(tmp_path / "run")
+def test_embedded_run(example_run: ExampleRun) -> None:
+    """recipes/evol.yaml's run on the embedded model (its three prompts, one round), made once
+    for the session; every evolution eliminated is a failed run (exit 1): SmolLM2-135M often
+    answers the prompt instead of rewriting it."""
+    out, result, _ = example_run("evol")
+    assert result.returncode in (0, 1), result.stderr[-2000:]
+    run = out / "evolve"
+    prompts = [json.loads(x)["prompt"] for x in (REPO / "examples/prompts.jsonl").open()]
+    summary = json.loads((run / "manifest.json").read_text())["summary"]
+    lines = (run / "records.jsonl").read_text().splitlines()
+    failures = read_failures(run)
     # every evolution is a record or a failures.jsonl line with its cause; the summary agrees
-    assert len(lines) + len(failures) == len(INSTRUCTIONS)
+    assert len(lines) + len(failures) == len(prompts)
     assert (summary["units_ok"], summary["units_failed"]) == (len(lines), len(failures))
     assert summary["counters"].get("evolutions_ok", 0) == len(lines)
     assert all(f["cause"] for f in failures)
     for line in lines:
         r = json.loads(line)
         assert r["data"]["instruction"] and r["data"]["response"]
-        assert r["data"]["original_instruction"] in INSTRUCTIONS
-        assert r["provenance"]["model"] and r["provenance"]["call_keys"]
+        assert r["data"]["original_instruction"] in prompts
+        assert r["provenance"]["backend"] == "embedded" and r["provenance"]["model"]
+        assert r["provenance"]["call_keys"]
 
 
 def test_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

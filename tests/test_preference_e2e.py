@@ -74,13 +74,12 @@ def test_embedded_responses_judge_pairs(
     resp, jdg, dpo = tmp_path / "responses", tmp_path / "judge", tmp_path / "dpo.jsonl"
     main(
         ["responses", "-k", "4", "--styles", "concise,simple,friendly,technical"]
-        + ["--prompt", "What is the capital of France? Answer in one short sentence."]
         + ["--prompt", "Name one benefit of drinking water. Answer in one short sentence."]
         + [*model, "--out", str(resp)]
     )
     made = read(resp / "records.jsonl")
-    lost = read(resp / "failures.jsonl")
-    assert len(made) + len(lost) == 8 and len(made) >= 6
+    lost = read(resp / "failures.jsonl") if (resp / "failures.jsonl").exists() else []
+    assert len(made) + len(lost) == 4 and len(made) >= 3
     assert {r["data"]["response_id"] for r in made} <= set("ABCD")
     assert {r["provenance"]["backend"] for r in made} == {"embedded"}
 
@@ -90,7 +89,7 @@ def test_embedded_responses_judge_pairs(
     )
     ratings = read(jdg / "records.jsonl")
     ranked = read(jdg / "rankings.jsonl")
-    assert len(ranked) == 2 and {r["annotator_kind"] for r in ranked} == {"judge"}
+    assert len(ranked) == 1 and {r["annotator_kind"] for r in ranked} == {"judge"}
     ids = {r["id"] for r in made}
     assert all(set(r["provenance"]["parents"]) <= ids for r in ratings)
     assert all(1 <= r["data"]["ratings"]["helpfulness"] <= 5 for r in ratings)
@@ -113,7 +112,7 @@ def test_embedded_responses_judge_pairs(
     printed = capsys.readouterr().out
     rows = read(dpo)
     assert len(rows) == expected
-    assert "prompts in: 2" in printed and f"pairs out: {expected}" in printed
+    assert "prompts in: 1" in printed and f"pairs out: {expected}" in printed
     assert f"all-tie prompts (no pair): {all_tie}" in printed
     sidecar = read(tmp_path / "dpo.jsonl.ids.jsonl")
     assert all(s["provenance"]["chosen_record"] in ids for s in sidecar)

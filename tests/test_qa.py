@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from synthloom.runner import run_task
 from synthloom.settings import ModelSettings
 from synthloom.sources import chunk_text
@@ -19,6 +21,7 @@ def _rows(out: Path) -> list[dict]:
     return [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.embedded
 def test_topic_qa_on_the_embedded_model(tmp_path: Path) -> None:
     out = tmp_path / "run"
     summary = run_task(
@@ -63,6 +66,7 @@ cannot be returned or exchanged. Shipping costs are refunded only if the item wa
 """
 
 
+@pytest.mark.embedded
 def test_docs_qa_keeps_source_file_and_chunk(tmp_path: Path) -> None:
     doc = tmp_path / "policy.md"
     doc.write_text(DOC)

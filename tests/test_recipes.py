@@ -3,12 +3,8 @@ with one line naming the file, line and key, and write nothing; the Python API r
 
 from __future__ import annotations
 
-import csv
 import json
 import re
-import subprocess
-from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +17,15 @@ from synthloom.export.sft import turns
 from synthloom.steps.registry import step_names
 from synthloom.testing.stub_server import StubServer
 from tests.conftest import synthloom as cli
+from tests.example_recipes import RECIPES, REPO, ExampleRun
 
-REPO = Path(__file__).resolve().parents[1]
-RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
 TASK_STEPS_SKIP = set(step_names())  # model-free steps: no run directory of their own
 NEEDS_STUB_SERVERS = {"ray"}  # its model section names two local test servers
 # recipe -> the step the bundled SmolLM2-135M cannot do. Asked to rewrite a prompt, it answers
 # it or copies the template's words, so every evolution is eliminated (measured: 0 of 9 with
 # seed 0, 0 of 24 on the shipped seeds). The recipe must then stop with one error line, each
-# evolution a failures.jsonl line with its rule and the rejected text.
+# evolution a failures.jsonl line with its rule and the rejected text (or its cause: an
+# answer cut off by max_tokens).
 TOO_HARD_FOR_135M = {"evol": "evolve"}
 # recipes that need people (a `review` step waits for them, `review-export` reads their work):
 # tests/test_review_recipe.py runs them with the stub model, reviewing through the API
@@ -40,54 +36,7 @@ NEEDS_PEOPLE = {
 }
 
 
-# Each example runs end to end on the embedded model, made smaller with `synthloom run --set`
-# where its full size only repeats the same kind of call (quality: ~300 calls, 5 minutes on
-# 2 cores). `{name:N}` is the recipe's own CSV input cut to its first N rows of each label.
-# The recipes at full size are checked (inputs read, models, outputs) by
-# test_example_recipe_checks_at_full_size.
-SMALL: dict[str, list[str]] = {
-    "audience": ["steps.explain.params.topics=[photosynthesis]"],  # both audiences
-    "augment": ["steps.augment.params.input={augment:2}"],
-    "classify": ["steps.labels.params.input={labels:3}"],
-    "diverse-qa": ["steps.qa.params.n=6"],  # over the 9 leaves of the model's tree
-    "evol": ["steps.evolve.params.rounds=1"],
-    "mix": ["steps.topic.params.n=4"],
-    "preference": ['steps.responses.params.prompts=["What is the capital of France?"]'],
-    "qa": ["steps.topic.params.n=2"],
-    "quality": ["steps.rewrites.params.input={rewrites:3}"],
-}
 SPLITS = ("train", "validation", "test")
-
-
-def _small_input(recipe: Path, step: str, per_label: int, tmp_path: Path) -> Path:
-    """The CSV input of `step` cut to its first `per_label` rows of each label."""
-    params = next(s for s in yaml.safe_load(recipe.read_text())["steps"] if s["name"] == step)
-    source = REPO / params["params"]["input"]
-    with source.open(newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    taken: Counter[str] = Counter()
-    kept = []
-    for row in rows:
-        if taken[row["label"]] < per_label:
-            taken[row["label"]] += 1
-            kept.append(row)
-    path = tmp_path / f"{step}-{per_label}-per-label.csv"
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(kept)
-    return path
-
-
-def _small(recipe: Path, tmp_path: Path) -> list[str]:
-    """`--set` options that make the example recipe smaller (SMALL)."""
-    args = []
-    for item in SMALL.get(recipe.stem, []):
-        key, _, value = item.partition("=")
-        if m := re.fullmatch(r"\{(.+):(\d+)\}", value):
-            value = str(_small_input(recipe, m.group(1), int(m.group(2)), tmp_path))
-        args += ["--set", f"{key}={value}"]
-    return args
 
 
 def _split_file(path: Path, split: str) -> Path:
@@ -123,31 +72,10 @@ def test_every_step_output_is_used_or_is_a_final_output(recipe: Path) -> None:
         assert f"${{steps.{step['name']}}}" in later, f"{recipe.name}: {step['name']} is unused"
 
 
-ExampleRun = Callable[[Path], tuple[Path, subprocess.CompletedProcess[str], dict[str, str]]]
-
-
-@pytest.fixture(scope="module")
-def example_run(tmp_path_factory: pytest.TempPathFactory) -> ExampleRun:
-    """Runs an example recipe (made SMALL) on the embedded model once for this module:
-    its `--out` directory, the finished command, and the environment naming its own cache."""
-    done: dict[str, tuple[Path, subprocess.CompletedProcess[str], dict[str, str]]] = {}
-
-    def run(recipe: Path) -> tuple[Path, subprocess.CompletedProcess[str], dict[str, str]]:
-        if recipe.stem not in done:
-            base = tmp_path_factory.mktemp(recipe.stem)
-            env = {"SYNTHLOOM_CACHE": str(base / "cache.sqlite")}
-            out = base / "out"
-            args = ["run", str(recipe.relative_to(REPO)), "--out", str(out)]
-            result = cli(*args, *_small(recipe, base), cwd=REPO, env=env, timeout=850)
-            done[recipe.stem] = (out, result, env)
-        return done[recipe.stem]
-
-    return run
-
-
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
 def test_example_recipe_checks_at_full_size(recipe: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """What the embedded runs below make smaller is valid at the shipped size too."""
+    """The embedded runs below are made smaller (tests/example_recipes.py): at its shipped
+    size each example is valid too."""
     monkeypatch.chdir(REPO)  # the examples' relative paths
     plan = synthloom.check_recipe(recipe, out=REPO / "runs" / "never-written")
     assert [p.step.name for p in plan.steps] == [
@@ -164,14 +92,17 @@ def test_example_recipe_runs_on_the_embedded_model(recipe: Path, example_run: Ex
         pytest.skip("waits for people to review: tests/test_review_recipe.py runs it")
     if recipe.stem in NEEDS_STUB_SERVERS:
         pytest.skip("runs against local test servers: tests/test_executor_ray.py runs it")
-    out, result, _ = example_run(recipe)
+    out, result, _ = example_run(recipe.stem)
     if result.returncode != 0 and recipe.stem in TOO_HARD_FOR_135M:
         run = out / TOO_HARD_FOR_135M[recipe.stem]
         summary = json.loads((run / "manifest.json").read_text())["summary"]
         failures = _lines(run / "failures.jsonl")
         assert result.returncode == 1 and "every unit failed" in result.stderr, result.stderr
-        assert failures and all(f["cause"].startswith("eliminated:") for f in failures)
-        assert all(f["detail"] for f in failures)  # the rejected text
+        # each an elimination with its rule, or an answer cut off by max_tokens (the 135M
+        # model's answer to the prompt runs on; how often varies from run to run)
+        causes = [f["cause"] for f in failures]
+        assert all(c.startswith("eliminated:") or c == "invalid_output" for c in causes), causes
+        assert all(f["detail"] for f in failures)  # the rejected text, or why it was unusable
         assert (summary["units_ok"], summary["units_failed"]) == (0, len(failures))
         pytest.xfail("every evolution by the 135M model is eliminated, and the run says so")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -224,7 +155,7 @@ def test_example_recipe_runs_on_the_embedded_model(recipe: Path, example_run: Ex
 def test_rerunning_a_recipe_resumes_from_the_cache(example_run: ExampleRun) -> None:
     recipe = "recipes/summarize.yaml"
     # the run of the test above (made here if that test did not run); it is not read after this
-    out, first, env = example_run(REPO / recipe)
+    out, first, env = example_run("summarize")
     assert first.returncode == 0, first.stderr[-2000:]
     sft = (out / "sft.jsonl").read_bytes()
     again = cli("run", recipe, "--out", str(out), cwd=REPO, env=env, timeout=600)

@@ -20,6 +20,7 @@ from synthloom.tasks.self_instruct import (
     load_seed_tasks,
 )
 from synthloom.testing.stub_server import StubServer
+from tests.example_recipes import ExampleRun
 
 GOOD = [
     "Suggest three names for a bakery that sells vegan desserts.",
@@ -201,20 +202,14 @@ def test_no_repeated_or_duplicate_instances_are_exported(tmp_path: Path) -> None
 
 
 @pytest.mark.embedded
-def test_embedded_run(tmp_path: Path) -> None:
-    params = SelfInstructParams(
-        num_instructions=4, per_call=3, batch=2, max_rounds=2, classify="keywords"
-    )
-    summary = run_task(
-        SelfInstructTask(params),
-        ModelSettings(backend="embedded", slots=4, seed=0, max_tokens=96),
-        tmp_path / "run",
-        show_progress=False,
-        cache=tmp_path / "cache.sqlite",
-    )
-    records, manifest = read_run(tmp_path / "run")
+def test_embedded_run(example_run: ExampleRun) -> None:
+    """recipes/self-instruct.yaml's run on the embedded model (num_instructions 4, per_call 4,
+    batch 2, max_rounds 2, keyword classification), made once for the session."""
+    out, result, _ = example_run("self-instruct")
+    assert result.returncode == 0, result.stderr[-2000:]
+    records, manifest = read_run(out / "tasks")
+    assert manifest["identity"]["models"]["default"]["backend"] == "embedded"
     counters = manifest["summary"]["counters"]
-    assert counters == summary.counters
     assert counters["rounds"] >= 1
     assert counters.get("instructions_generated", 0) >= 0
     assert len(records) + counters.get("shortfall", 0) == 4
