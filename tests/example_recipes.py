@@ -28,9 +28,9 @@ SMALL: dict[str, list[str]] = {
     "audience": ["steps.explain.params.topics=[photosynthesis]"],  # both audiences
     "augment": ["steps.augment.params.input={augment:2}"],
     "classify": ["steps.labels.params.input={labels:3}"],
-    "diverse-qa": ["steps.qa.params.n=6"],  # over the 9 leaves of the model's tree
+    "diverse-qa": ["steps.qa.params.n=4"],  # spread over the model's tree (9 leaves)
     "evol": ["steps.evolve.params.rounds=1"],
-    "mix": ["steps.topic.params.n=4"],
+    "mix": ["steps.topic.params.n=2"],
     "qa": ["steps.topic.params.n=2"],
     "quality": ["steps.rewrites.params.input={rewrites:3}"],
 }
