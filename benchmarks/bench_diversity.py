@@ -26,8 +26,8 @@ ok/failed, and the rates are over the questions written.
 DIR/tree.yaml). The results (JSON) are rewritten after every run, so an interrupted benchmark
 keeps the runs it finished.
 
-Not part of `make bench`: at n=300 every qa run is 10-25 minutes of the 135M model on two
-cores (about an hour in all); run it by hand, e.g.
+Not part of `make bench`: at n=300 every qa run is 10-45 minutes of the 135M model on two
+cores (one to two hours in all, by the load); run it by hand, e.g.
 
     python benchmarks/bench_diversity.py --temperature 0.2 --out /tmp/bench-div \
         --json /tmp/bench-div/results.json
