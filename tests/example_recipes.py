@@ -10,6 +10,9 @@ calls, 5 minutes on 2 cores); tests/test_recipes.py checks each at its shipped s
 from __future__ import annotations
 
 import csv
+import fcntl
+import json
+import os
 import re
 import subprocess
 from collections import Counter
@@ -74,21 +77,32 @@ ExampleRun = Callable[[str], Run]
 @pytest.fixture(scope="session")
 def example_run(tmp_path_factory: pytest.TempPathFactory) -> ExampleRun:
     """`example_run("qa")` runs recipes/qa.yaml (made SMALL) on the embedded model the first
-    time it is asked for in this session: its `--out` directory, the finished command, and
-    the environment naming the run's own response cache (to run it again)."""
+    time it is asked for in this test session: its `--out` directory, the finished command,
+    and the environment naming the run's own response cache (to run it again). Under
+    pytest-xdist the workers of one session share each run: the first to ask makes it (under
+    a file lock), the others read what it left."""
     from tests.conftest import synthloom as cli  # conftest imports this module
 
-    done: dict[str, Run] = {}
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # this session's directory, above each worker's own
+    root = root / "example-runs"
+    root.mkdir(exist_ok=True)
 
     def run(name: str) -> Run:
-        if name not in done:
-            recipe = REPO / "recipes" / f"{name}.yaml"
-            base = tmp_path_factory.mktemp(name)
-            env = {"SYNTHLOOM_CACHE": str(base / "cache.sqlite")}
-            out = base / "out"
-            args = ["run", str(recipe.relative_to(REPO)), "--out", str(out)]
-            result = cli(*args, *small_args(recipe, base), cwd=REPO, env=env, timeout=850)
-            done[name] = (out, result, env)
-        return done[name]
+        base = root / name
+        env = {"SYNTHLOOM_CACHE": str(base / "cache.sqlite")}
+        with (root / f"{name}.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # another worker may be making this run
+            finished = base / "finished.json"
+            if not finished.exists():
+                recipe = REPO / "recipes" / f"{name}.yaml"
+                base.mkdir(exist_ok=True)
+                args = ["run", str(recipe.relative_to(REPO)), "--out", str(base / "out")]
+                done = cli(*args, *small_args(recipe, base), cwd=REPO, env=env, timeout=850)
+                kept = {k: getattr(done, k) for k in ("args", "returncode", "stdout", "stderr")}
+                finished.write_text(json.dumps(kept))
+        result = subprocess.CompletedProcess(**json.loads(finished.read_text()))
+        return base / "out", result, env
 
     return run
