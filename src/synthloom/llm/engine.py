@@ -150,9 +150,10 @@ class Engine:
         self._answered = False  # a call has been answered (network or cache)
         self._server_messages: Counter[tuple[int, str]] = Counter()  # 5xx validation texts
         self._negotiation = asyncio.Lock()
-        # response_format per (schema, mode), built once, with its canonical JSON for keys
-        self._formats: dict[tuple[type[BaseModel], str], tuple[dict[str, Any] | None, bytes]] = {}
-        self._encoded_formats: dict[int, bytes] = {}  # id() of a format above -> its JSON
+        # response_format per (schema, mode), built once; its canonical JSON for cache keys by
+        # the id() of the format (kept alive in _formats: an id is never reused)
+        self._formats: dict[tuple[type[BaseModel], str], dict[str, Any] | None] = {}
+        self._encoded_formats: dict[int, bytes] = {}
 
     # -- public -------------------------------------------------------------------------
     async def complete(
@@ -256,13 +257,11 @@ class Engine:
     def _response_format(self, schema: type[BaseModel], mode: str) -> dict[str, Any] | None:
         """The request's response_format, built (and encoded for keys) once per schema and
         mode. It is shared by every body: nothing may modify it."""
-        known = self._formats.get((schema, mode))
-        if known is None:
-            fmt = structured.response_format(schema, mode)
-            known = self._formats[(schema, mode)] = (fmt, canonical_json(fmt))
-            if fmt is not None:  # kept alive by _formats: its id() is never reused
-                self._encoded_formats[id(fmt)] = known[1]
-        return known[0]
+        if (schema, mode) not in self._formats:
+            fmt = self._formats[(schema, mode)] = structured.response_format(schema, mode)
+            if fmt is not None:
+                self._encoded_formats[id(fmt)] = canonical_json(fmt)
+        return self._formats[(schema, mode)]
 
     async def _structured(
         self,

@@ -144,13 +144,10 @@ class OpenAIBackend(Backend):
                         rate_limit_pause(resp.headers),
                     )
                 pause = rate_limit_pause(resp.headers)
-        except asyncio.CancelledError:
-            if self._deadlines.expired(task):
-                raise CallError(
-                    "timeout", f"no answer within {timeout:g}s", retryable=True
-                ) from None
-            raise
-        except TimeoutError:
+        except (asyncio.CancelledError, TimeoutError) as exc:
+            # a cancellation is a timeout only when the deadline sweeper made it
+            if isinstance(exc, asyncio.CancelledError) and not self._deadlines.expired(task):
+                raise
             raise CallError("timeout", f"no answer within {timeout:g}s", retryable=True) from None
         except aiohttp.ClientError as exc:
             raise CallError("connection", type(exc).__name__, retryable=True) from None
