@@ -432,6 +432,36 @@ def test_every_run_ends_with_a_spread_summary_in_the_manifest(tmp_path: Path) ->
         assert r["provenance"]["conditioning"]["attributes"] == r["data"]["attributes"]
 
 
+def _spread_of(texts: list[str], sample: int, digest_every: int | None) -> dict[str, Any]:
+    from synthloom.diversity.spread import Spread
+    from synthloom.records import Record
+
+    spread = Spread(lambda data: [data["q"]], sample=sample)
+    for i, text in enumerate(texts):
+        spread.observe(Record(id=f"r{i}", task="qa", data={"q": text}))
+        if digest_every and i % digest_every == 0:
+            spread.digest(limit=7)  # a few texts at a time, as the runner does while it waits
+    summary = spread.summary({"units_ok": len(texts)})
+    assert summary is not None
+    return summary
+
+
+@pytest.mark.parametrize("sample", [10_000, 150])  # 150: the reservoir replaces texts
+def test_measuring_the_spread_while_the_run_waits_gives_the_same_numbers(sample: int) -> None:
+    # the runner measures the summary's texts a part at a time during the run (issue 12);
+    # the numbers must be those of measuring them all at the end, planted near-duplicates too
+    words = "refund parcel label courier receipt store credit exchange warranty box".split()
+    texts = [
+        f"how do I {words[i % 10]} a {words[(i * 7) % 10]} after {i % 13} days and {words[i % 3]}"
+        for i in range(400)
+    ]
+    texts += [t + " please" for t in texts[:60]]  # near copies of earlier texts
+    at_the_end = _spread_of(texts, sample, None)
+    assert at_the_end["near_duplicate_rate"] > 0.05 and 0 < at_the_end["distinct_2"] < 1
+    assert _spread_of(texts, sample, 3) == at_the_end
+    assert _spread_of(texts, sample, 50) == at_the_end
+
+
 # -- without the options, nothing changes ------------------------------------------------
 
 # Measured before the options existed (commit 7e519dd): each task's run identity and the

@@ -327,10 +327,13 @@ async def _execute(
     if executor is not None:  # e.g. Ray actors: the units of for_each go there
         ctx.executor = executor.bind(task, models, cache_file)
     ctx.spread = Spread(type(task).spread_texts)
-    _import_meanwhile(
-        (("synthloom.quality.metrics",) if ctx.spread.texts_of is not None else ())
-        + (("rich.table", "rich.text") if show_progress else ())
+    measuring = ctx.spread.texts_of is not None
+    imported = _import_meanwhile(
+        (("synthloom.quality.metrics",) if measuring else ()),
+        warm_summary=show_progress,
     )
+    # the spread summary's texts are measured while the run waits, not after its last answer
+    digesting = asyncio.create_task(_digest_meanwhile(ctx.spread, imported)) if measuring else None
     status = "failed"
     fatal = False
     try:
@@ -346,6 +349,8 @@ async def _execute(
         status = "interrupted"
         raise
     finally:
+        if digesting is not None:
+            digesting.cancel()
         if progress is not None:
             if bar is not None:
                 bar.show()
@@ -381,23 +386,51 @@ async def _execute(
     return summary
 
 
-def _import_meanwhile(modules: tuple[str, ...]) -> None:
+def _import_meanwhile(modules: tuple[str, ...], warm_summary: bool = False) -> threading.Event:
     """Import `modules` on a daemon thread: what the end of a run imports (the spread
     summary's numpy and rensa, the summary table's rich: ~0.15-0.25 s of CPU) is imported
     while the run waits for the network or the model, not after its last answer (issue 12).
-    The import lock makes the run's own import wait for this one, never repeat it; a
-    failure here is left for that import to report."""
-    if not modules:
-        return
+    With `warm_summary`, rich also draws a table nobody sees (its first table costs ~12 ms
+    of lazy imports and caches, later ones ~2 ms). The import lock makes the run's own
+    import wait for this one, never repeat it; a failure here is left for that import to
+    report. The event is set when the modules are imported."""
+    done = threading.Event()
 
     def work() -> None:
-        for name in modules:
-            try:
+        try:
+            for name in modules:
                 importlib.import_module(name)
-            except Exception:  # noqa: BLE001 - the real import reports it
-                return
+            done.set()
+            if warm_summary:
+                _draw_unseen_table()
+        except Exception:  # noqa: BLE001 - the real import (or table) reports it
+            pass
 
     threading.Thread(target=work, name="synthloom-imports", daemon=True).start()
+    return done
+
+
+def _draw_unseen_table() -> None:
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title="synthloom", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("output", Text("runs/x"))
+    Console(file=io.StringIO(), width=80).print(table)
+
+
+async def _digest_meanwhile(spread: Spread, imported: threading.Event) -> None:
+    """Measure the spread summary's texts a part at a time while the run goes on (a few ms
+    every tenth of a second), once numpy and rensa are imported (never waiting for them)."""
+    while True:
+        await asyncio.sleep(0.1)
+        if imported.is_set():
+            spread.digest()
 
 
 class _Bar:

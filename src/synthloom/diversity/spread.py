@@ -13,7 +13,9 @@ kept in the manifest (`summary.spread`).
                           share of all units (`reasked_share`)
 
 The collector sees each record as the run writes it (RunContext.emit), so a huge run is never
-read back from disk: the texts are a uniform sample of at most SAMPLE (reservoir sampling,
+read back from disk; while the run waits for answers the runner calls `digest`, which
+measures the texts kept so far (their words and shingles: the costly part), so that the end
+of a run of up to SAMPLE texts has little left to do (issue 12); the numbers are the same: the texts are a uniform sample of at most SAMPLE (reservoir sampling,
 seeded), so distinct-2 and the near-duplicate rate of a run above SAMPLE texts are estimates
 from that sample (the near-duplicate rate of a sample is lower than of the whole: a text's
 earlier copy may not be in it). Topic and attribute coverage count every record (memory:
@@ -48,6 +50,12 @@ class Spread:
         self.leaf_counts: Counter[tuple[str, ...]] = Counter()
         self.universes: dict[str, Universe] = {}
         self.values: dict[str, Counter[str]] = {}
+        # the texts of `sample` measured so far (`digest`): distinct-2 and near-duplicate
+        # accumulators and how many texts they hold; dropped once the reservoir replaces a
+        # text (then the summary measures its final sample at the end)
+        self._measures: tuple[Any, Any] | None = None
+        self._measured = 0
+        self._digestible = True
 
     def expect(
         self, leaves: list[tuple[str, ...]] | None, universes: Mapping[str, Universe]
@@ -93,6 +101,23 @@ class Spread:
             j = self._rng.randrange(self.seen)
             if j < self.size:
                 self.sample[j] = text
+                self._digestible = False
+                self._measures = None
+
+    def digest(self, limit: int = 512) -> None:
+        """Measure up to `limit` texts kept since the last call (for the end of the run:
+        `summary` then only measures what is left). Needs numpy and rensa imported: the runner
+        calls it once they are."""
+        if not self._digestible or self._measured >= len(self.sample):
+            return
+        if self._measures is None:
+            from synthloom.quality.metrics import DistinctN, NearDuplicateRate
+
+            self._measures = (DistinctN(2), NearDuplicateRate())
+        part = self.sample[self._measured : self._measured + limit]
+        for measure in self._measures:
+            measure.add(part)
+        self._measured += len(part)
 
     def summary(self, counters: Mapping[str, int]) -> dict[str, Any] | None:
         """The run's spread (None when it wrote no generated text and used no diversity
@@ -103,10 +128,16 @@ class Spread:
             return None
         out: dict[str, Any] = {"texts": self.seen, "sampled": len(self.sample)}
         if self.sample:
-            from synthloom.quality.metrics import distinct_n, near_duplicate_rate
+            if self._digestible:
+                self.digest(len(self.sample))
+            if self._measures is not None:
+                distinct, near = (m.value for m in self._measures)
+            else:
+                from synthloom.quality.metrics import distinct_n, near_duplicate_rate
 
-            out["distinct_2"] = round(distinct_n(self.sample, 2), 4)
-            out["near_duplicate_rate"] = round(near_duplicate_rate(self.sample), 4)
+                distinct, near = distinct_n(self.sample, 2), near_duplicate_rate(self.sample)
+            out["distinct_2"] = round(distinct, 4)
+            out["near_duplicate_rate"] = round(near, 4)
         if self.leaves is not None:
             covered = sum(1 for leaf in self.leaves if self.leaf_counts.get(leaf))
             out["topics"] = _coverage(covered, len(self.leaves))

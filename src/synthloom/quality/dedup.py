@@ -103,6 +103,11 @@ class NearDedup:
         flat, offsets = shingle_hashes([*reference, *texts], self.ngram)
         return self._find(flat, offsets, n_ref)[n_ref:]
 
+    def find_hashed(self, flat: np.ndarray, offsets: np.ndarray) -> list[Match | None]:
+        """`find` of texts whose shingles are already hashed (`shingle_hashes` with this
+        finder's `ngram`, or parts of them joined by `join_shingles`)."""
+        return self._find(flat, offsets, 0)
+
     def _find(self, flat: np.ndarray, offsets: np.ndarray, n_ref: int) -> list[Match | None]:
         import rensa
 
@@ -240,6 +245,12 @@ def shingle_hashes(texts: Sequence[str], ngram: int = 5) -> tuple[np.ndarray, np
     n-gram is a mix of its words' hashes (rensa's token hash) in order, vectorised; a text of
     fewer than ``ngram`` words (none included) is one shingle of all its words."""
     parts = [_shingle_batch(texts[i : i + BATCH], ngram) for i in range(0, len(texts), BATCH)]
+    return join_shingles(parts)
+
+
+def join_shingles(parts: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """`shingle_hashes` of several lists of texts, as one: the shingles of their texts in
+    order (a text's hashes depend on that text alone)."""
     if not parts:
         return np.zeros(0, dtype=np.uint64), np.zeros(1, dtype=np.uint64)
     flat = np.concatenate([f for f, _ in parts])

@@ -12,7 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from synthloom.quality.dedup import ExactDedup, NearDedup, normalize, words
+from synthloom.quality.dedup import (
+    ExactDedup,
+    NearDedup,
+    join_shingles,
+    normalize,
+    shingle_hashes,
+    words,
+)
 
 __all__ = [
     "distinct_n",
@@ -33,14 +40,32 @@ def _ngrams(toks: Sequence[str], n: int) -> list[_NGram]:
 
 def distinct_n(texts: Sequence[str], n: int = 1) -> float:
     """Unique / total word n-grams pooled over all texts (n-grams never cross texts); 0 if none."""
-    if n < 1:
-        raise ValueError("n must be >= 1")
-    total, unique = 0, set()
-    for t in texts:
-        grams = _ngrams(words(t), n)
-        total += len(grams)
-        unique.update(grams)
-    return len(unique) / total if total else 0.0
+    counter = DistinctN(n)
+    counter.add(texts)
+    return counter.value
+
+
+class DistinctN:
+    """distinct-n fed a few texts at a time (a run's spread summary measures its texts while
+    it waits for answers): after `add` of texts in any number of parts, `value` is
+    `distinct_n` of all of them."""
+
+    def __init__(self, n: int = 1) -> None:
+        if n < 1:
+            raise ValueError("n must be >= 1")
+        self.n = n
+        self.total = 0
+        self.unique: set[_NGram] = set()
+
+    def add(self, texts: Sequence[str]) -> None:
+        for t in texts:
+            grams = _ngrams(words(t), self.n)
+            self.total += len(grams)
+            self.unique.update(grams)
+
+    @property
+    def value(self) -> float:
+        return len(self.unique) / self.total if self.total else 0.0
 
 
 class _RefIndex:
@@ -164,10 +189,33 @@ def vendi_score(texts: Sequence[str], max_texts: int = 1000, dims: int = 2**16) 
 
 def near_duplicate_rate(texts: Sequence[str], **near_dedup_kwargs: Any) -> float:
     """Fraction of texts that :class:`NearDedup` finds near-duplicates of an earlier one."""
-    if not texts:
-        return 0.0
-    found = NearDedup(**near_dedup_kwargs).find(texts)
-    return sum(match is not None for match in found) / len(texts)
+    rate = NearDuplicateRate(**near_dedup_kwargs)
+    rate.add(texts)
+    return rate.value
+
+
+class NearDuplicateRate:
+    """near_duplicate_rate fed a few texts at a time: each part's shingles are hashed when it
+    is added (the costly part), the near-duplicate search runs once, on `value`, over all the
+    texts added, in order: the same answer as `near_duplicate_rate` of all of them."""
+
+    def __init__(self, **near_dedup_kwargs: Any) -> None:
+        self.finder = NearDedup(**near_dedup_kwargs)
+        self.parts: list[tuple[np.ndarray, np.ndarray]] = []
+        self.count = 0
+
+    def add(self, texts: Sequence[str]) -> None:
+        if texts:
+            self.parts.append(shingle_hashes(texts, self.finder.ngram))
+            self.count += len(texts)
+
+    @property
+    def value(self) -> float:
+        if not self.count:
+            return 0.0
+        flat, offsets = join_shingles(self.parts)
+        found = self.finder.find_hashed(flat, offsets)
+        return sum(match is not None for match in found) / self.count
 
 
 def exact_duplicate_rate(texts: Sequence[str]) -> float:
