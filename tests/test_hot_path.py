@@ -318,3 +318,21 @@ def test_qa_prompts_are_rendered_once_each_and_stay_the_same(tmp_path: Path) -> 
     for unit in range(25):
         expected = template._render({"topic": "product returns", "sample": unit})
         assert sent[engine_module.call_seed(3, unit, 0)] == expected, unit
+
+
+def test_runs_go_on_uvloop_unless_asked_for_asyncio(monkeypatch: pytest.MonkeyPatch) -> None:
+    # uvloop is a dependency (issue 12: fewer instructions per request); a user who suspects
+    # it can ask for asyncio's loop, and the run then really goes on asyncio's
+    import uvloop
+
+    from synthloom.runner import event_loop_factory
+
+    factory = event_loop_factory()
+    assert factory is not None
+    loop = factory()
+    try:
+        assert isinstance(loop, uvloop.Loop)
+    finally:
+        loop.close()
+    monkeypatch.setenv("SYNTHLOOM_EVENT_LOOP", "asyncio")
+    assert event_loop_factory() is None
