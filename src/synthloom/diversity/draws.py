@@ -31,13 +31,19 @@ import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from synthloom.diversity.examples import Example, Rotation, load_examples, shown
 from synthloom.diversity.samplers import Samplers, unit_rng
-from synthloom.diversity.spread import Spread
-from synthloom.diversity.tree import Leaf, Spreader, TopicTree
-from synthloom.records import Record
+
+if TYPE_CHECKING:
+    from synthloom.diversity.examples import Example, Rotation
+    from synthloom.diversity.spread import Spread
+    from synthloom.diversity.tree import Leaf, Spreader, TopicTree
+    from synthloom.records import Record
+
+# The topic tree and the examples (their modules, pydantic models and dataclasses) are
+# imported when an option asks for them: a run without --topics/--examples, the common case,
+# starts without them (issue 12).
 
 REASK_STRIDE = 1_000_003  # a re-ask's sample index: i + attempt * this (never another unit's)
 
@@ -69,6 +75,8 @@ class Draw:
         if self.attributes:
             out["attributes"] = dict(self.attributes)
         if self.examples and examples:
+            from synthloom.diversity.examples import shown
+
             out["examples"] = shown(self.examples, range(len(self.examples)))
         return out
 
@@ -122,6 +130,8 @@ class Diversity:
         self.leaves: list[Leaf] = []
         path = getattr(params, "topics", None) if tree is True else tree or None
         if path is not None:
+            from synthloom.diversity.tree import TopicTree
+
             self.tree = TopicTree.load(Path(path), "`topics`")
             self.leaves = self.tree.leaves()
         self.spread_units = spread_units
@@ -131,6 +141,8 @@ class Diversity:
         self._examples_hash = ""
         examples = getattr(params, "examples", None)
         if examples is not None:
+            from synthloom.diversity.examples import load_examples
+
             required, optional = example_columns
             self.examples, self._examples_hash = load_examples(
                 examples, required, optional, "`examples`"
@@ -176,11 +188,16 @@ class DiversityRun:
     def __init__(self, diversity: Diversity, seed: int | None) -> None:
         self.d = diversity
         self.seed = seed
-        spread = diversity.leaves and diversity.spread_units
-        self.spreader = Spreader([x.weight for x in diversity.leaves]) if spread else None
-        self.rotation = (
-            Rotation(len(diversity.examples), diversity.shots, seed) if diversity.examples else None
-        )
+        self.spreader: Spreader | None = None
+        if diversity.leaves and diversity.spread_units:
+            from synthloom.diversity.tree import Spreader
+
+            self.spreader = Spreader([x.weight for x in diversity.leaves])
+        self.rotation: Rotation | None = None
+        if diversity.examples:
+            from synthloom.diversity.examples import Rotation
+
+            self.rotation = Rotation(len(diversity.examples), diversity.shots, seed)
         self.index = None
         if diversity.max_similar:
             from synthloom.diversity.index import NearIndex  # numpy: only when asked for

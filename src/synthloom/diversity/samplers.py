@@ -41,7 +41,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from synthloom.errors import UserError
-from synthloom.sources import read_text
 
 SHIPPED_PERSONAS = Path(__file__).resolve().parent.parent / "data" / "personas.txt"
 _RANGE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*\.\.\s*(-?\d+(?:\.\d+)?)\s*$")
@@ -276,6 +275,8 @@ def _decimals(*bounds: float) -> int:
 
 
 def _read_values(path: Path, where: str) -> list[str]:
+    from synthloom.sources import read_text  # only for a file of values: not on start-up
+
     if not path.is_file():
         raise UserError(f"{where}: {path}: file not found; give a file with one value per line")
     lines = [line.strip() for line in read_text(path).splitlines()]

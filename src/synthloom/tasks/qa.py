@@ -8,7 +8,7 @@ both kinds (see `synthloom.diversity`)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -22,8 +22,10 @@ from synthloom.diversity.options import (
 )
 from synthloom.quality.text import normalize  # not .dedup: no numpy on start-up
 from synthloom.records import Record, Turn
-from synthloom.sources import Chunk, load_documents
 from synthloom.tasks.base import RunContext, Task, Unit
+
+if TYPE_CHECKING:
+    from synthloom.sources import Chunk
 
 
 class QAPair(BaseModel):
@@ -85,11 +87,11 @@ class QATask(Task):
         self.topic = params.topic
         self.n = params.n
         self.docs = params.from_docs
-        self.chunks: list[Chunk] = (
-            load_documents(self.docs, params.chunk_size, params.chunk_overlap)
-            if self.docs is not None
-            else []
-        )
+        self.chunks: list[Chunk] = []
+        if self.docs is not None:
+            from synthloom.sources import load_documents  # documents: not on --topic's start-up
+
+            self.chunks = load_documents(self.docs, params.chunk_size, params.chunk_overlap)
         self._seen: dict[str, str] = {}  # normalized question -> id of the first record
         self.diversity = Diversity(params, example_columns=(("question",), ("answer",)))
         if self.diversity.max_similar:
