@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import random
 import subprocess
 import sys
 import threading
@@ -22,6 +23,7 @@ from synthloom.llm import engine as engine_module
 from synthloom.llm.cache import ResponseCache
 from synthloom.llm.engine import Engine, canonical_json
 from synthloom.llm.openai_http import OpenAIBackend
+from synthloom.records import json_line
 from synthloom.runner import run_task
 from synthloom.settings import ModelSettings
 from synthloom.tasks.distill import DistillParams, DistillTask
@@ -53,6 +55,34 @@ def test_canonical_json_is_json_dumps_for_every_character() -> None:
     for value in (384, -1, 0.7, 1e-05, 1e16, True, None, "é\u2028", {"b": [1.5, "x"], "a": None}):
         expected = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         assert canonical_json(value) == expected.encode(), value
+
+
+def test_record_lines_are_the_bytes_json_dumps_wrote() -> None:
+    # records.jsonl lines go through orjson where it writes json's bytes (issue 12); every
+    # character, the floats the two spell differently, and values orjson cannot take
+    def old(value: object) -> str:
+        return json.dumps(value, ensure_ascii=True, separators=(",", ":"))
+
+    chars = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF)
+    for start in range(0, len(chars), 4096):
+        piece = chars[start : start + 4096]
+        value = {"id": "r1", "data": {"q": piece, "a": [piece[:7], 3]}, "notes": {}}
+        assert json_line(value) == old(value)
+    floats = [0.0, -0.0, 0.7, 1e-4, 9.99e-5, 1e-05, 2.5e-9, 1e15, 9.9e15, 1e16, 1.5e300]
+    floats += [float("nan"), float("inf"), -float("inf"), 1764600000.123456, 0.1 + 0.2]
+    rng = random.Random(5)
+    floats += [rng.random() * 10 ** rng.randint(-12, 20) for _ in range(20_000)]
+    for f in floats:
+        value = {"provenance": {"params": {"temperature": f}, "created_at": -f}, "x": (f, None)}
+        assert json_line(value) == old(value), f
+    others: list[object] = [
+        {"a": "\ud800 lone \udfff surrogates"}, {"n": 2**70}, {1: "int key"}, {"t": (1, True)},
+        {"nested": [[{"deep": [None, False, -(2**63)]}]]}, "", [], {"é": "key not ASCII"},
+    ]  # fmt: skip
+    for value in others:
+        assert json_line(value) == old(value), value
+    with pytest.raises(TypeError):  # what json cannot write, json_line does not write either
+        json_line({"data": {"a set": {1, 2}}})
 
 
 @pytest.mark.parametrize("mode", ["json_schema", "json_object", "prompt", None])

@@ -35,7 +35,7 @@ _NGram = tuple[str, ...]
 
 
 def _ngrams(toks: Sequence[str], n: int) -> list[_NGram]:
-    return [tuple(toks[i : i + n]) for i in range(len(toks) - n + 1)]
+    return list(zip(*(toks[i:] for i in range(n)), strict=False))
 
 
 def distinct_n(texts: Sequence[str], n: int = 1) -> float:

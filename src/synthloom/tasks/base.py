@@ -219,7 +219,9 @@ class RunContext:
 
     async def _run(self, units: Iterable[Unit], handle: Callable[[Unit], Awaitable[None]]) -> None:
         it = iter(units)
-        workers = max(e.limiter.maximum for e in self.engines.values()) * 2
+        # enough workers to fill every engine's slots at once (a unit calls one engine at a
+        # time); more would only queue in the limiters, each wait a future to make (issue 12)
+        workers = sum(e.limiter.maximum for e in self.engines.values())
 
         async def worker() -> None:
             for unit in it:
