@@ -288,7 +288,9 @@ def announce_size(task: Task) -> str | None:
         f"this job makes at least {total:,} model calls{f' ({detail})' if detail else ''};"
         " Ctrl-C to stop, it can be resumed"
     )
-    stderr_console().print(line, markup=False, highlight=False, soft_wrap=True)
+    # plain text, as rich would print it: importing rich here would hold up the first call
+    # by ~0.1 s (the progress bar and summary import it while the run goes on)
+    print(line, file=sys.stderr, flush=True)
     return line
 
 
