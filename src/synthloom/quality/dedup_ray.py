@@ -1,9 +1,10 @@
 """Near-duplicate detection on a Ray cluster: the same answers as `NearDedup.find`.
 
 `NearDedup` decides text by text, in order: a text is a duplicate of the earliest kept text
-among its LSH band-mates whose word n-gram Jaccard reaches the threshold. That decision only
-ever looks at band-mates, so it can be taken on any subset of the texts that is closed under
-"shares a band key", in the same order, with the same result. On Ray Data:
+among its LSH band-mates (a band key's first `bucket_size` kept texts) whose word n-gram
+Jaccard reaches the threshold. That decision only ever looks at band-mates, so it can be taken
+on any subset of the texts that is closed under "shares a band key", in the same order, with
+the same result. On Ray Data:
 
 1. `map_batches`: every text's band keys (`NearDedup.band_keys`: shingles, MinHash, bands),
    one row per (band key, text), with a partition number taken from the key;
