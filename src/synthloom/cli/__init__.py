@@ -16,6 +16,11 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from synthloom.cli.startup import pause_gc, run_as_program, started
+
+if run_as_program():
+    pause_gc()  # until the command starts its work: see synthloom.cli.startup
+
 # pydantic looks for plugins in every installed package's entry points when its first model
 # is made (~35 ms with this project's 87 packages); the command line uses none. Set before
 # synthloom.settings makes its models; an explicit PYDANTIC_DISABLE_PLUGINS wins.
@@ -67,6 +72,8 @@ class Commands(click.Group):
     ) -> tuple[str | None, click.Command | None, list[str]]:
         name, command, rest = super().resolve_command(ctx, args)
         self.active = command
+        if name in OTHER_COMMANDS:
+            started()  # a task's or step's command says when its work starts (commands.py)
         return name, command, rest
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -138,6 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     if argv is not None:
         _main(argv)
         return
+    pause_gc()  # (if importing this module did not: see synthloom.cli.startup)
     try:
         _main(None)
     except SystemExit as exc:

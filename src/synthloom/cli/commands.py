@@ -22,6 +22,7 @@ from synthloom.cli.options import (
     options_for,
     values_for,
 )
+from synthloom.cli.startup import started
 from synthloom.settings import ModelSettings, role_settings
 
 ROLE_FIELDS = ("backend", "base_url", "model", "api_key_env")
@@ -80,6 +81,7 @@ def task_command(name: str, cls: Any) -> click.Command:
         values, extra = cls.from_cli(values, given, settings, extra)
         task = cls(build(cls.Params, values))
         models = task.models(settings, extra, where="--{role}-model")
+        started()  # the start-up is over (synthloom.cli.startup)
         summary = run_from_cli(name, task, models, out)
         task.after_cli(summary)
 
@@ -97,6 +99,7 @@ def step_command(name: str, cls: Any) -> click.Command:
     labels = {f: option_name(f, info) for f, info in cls.Params.model_fields.items()}
 
     def callback(**given: Any) -> None:
+        started()  # the start-up is over (synthloom.cli.startup)
         step = cls(build(cls.Params, cls.from_cli(values_for(cls.Params, given), given)))
         step.check_outputs(labels)
         step.after_cli(step.run())
