@@ -49,6 +49,8 @@ from synthloom.errors import UserError, is_path_error, path_error
 from synthloom.idset import IdSet
 from synthloom.llm.base import Completion
 
+CHECKPOINT_EVERY = 1.0  # seconds: the writer checkpoints the WAL when idle, at most this often
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
   key TEXT PRIMARY KEY,
@@ -315,7 +317,14 @@ class ResponseCache:
             while batch := rows.fetchmany(1 << 16):
                 known.add_ints([int(k[:15], 16) for (k,) in batch])
             self._known = known
+            checkpointed = time.monotonic()
             while True:
+                if time.monotonic() - checkpointed >= CHECKPOINT_EVERY and self._queue.empty():
+                    # idle: move the committed rows from the WAL into the database now, not in
+                    # the checkpoint SQLite makes when the cache closes, at the end of the run
+                    # (~15 ms of a 3,000-call run's end; the GIL is released meanwhile)
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    checkpointed = time.monotonic()
                 batch = self._queue.get()
                 while len(batch) < 4096:
                     try:
