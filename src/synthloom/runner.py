@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import os
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -220,7 +221,7 @@ def run_task(
     backends = {role: make_backend(s) for role, s in models.items()}  # validates before any I/O
     announce_size(task)
     try:
-        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        with _fewer_collections(), asyncio.Runner(loop_factory=event_loop_factory()) as runner:
             return runner.run(
                 _execute(
                     task,
@@ -242,6 +243,22 @@ def run_task(
         if isinstance(first, OSError) and is_path_error(first):
             raise path_error(first) from None
         raise
+
+
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """Run with the cyclic garbage collector's youngest generation collected every 10,000
+    allocations instead of 700 (the older two less often too), then put the thresholds back.
+    A call allocates hundreds of short-lived containers (request, answer, record, futures),
+    so the default thresholds collect every few calls; this way ~10% less CPU per record of a
+    qa run (in-process, the answers instant; issue 12). Memory: at most 10,000 young objects
+    wait for a collection."""
+    before = gc.get_threshold()
+    gc.set_threshold(10_000, 50, 100)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
