@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import random
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,12 @@ import pytest
 
 from synthloom.diversity.draws import Diversity, DiversityRun
 from synthloom.diversity.examples import Rotation
+from synthloom.diversity.index import Hit, NearIndex
 from synthloom.diversity.samplers import Samplers, SamplerSpec, parse_spec, unit_rng
 from synthloom.diversity.tree import Spreader, TopicTree
 from synthloom.errors import UserError
 from synthloom.llm.engine import call_seed
+from synthloom.quality.dedup import words
 from synthloom.runner import run_identity, run_task
 from synthloom.settings import ModelSettings
 from synthloom.tasks.qa import QAParams, QATask
@@ -402,6 +405,80 @@ def test_a_repeat_left_after_the_budget_is_kept_flagged(tmp_path: Path) -> None:
     assert len(flagged) == n - 1
     assert all(r["notes"]["near_duplicate_of"] == first for r in flagged)
     assert summary.counters["near_duplicates_flagged"] == n - 1
+
+
+def _index_as_draws_do(index: NearIndex, texts: list[str]) -> tuple[list[Hit | None], list[int]]:
+    """Each text queried, then added (as DiversityRun.generate does): the hits and the
+    exact checks each query made."""
+    hits, checks = [], []
+    for i, text in enumerate(texts):
+        before = index.checks
+        hits.append(index.query(text))
+        checks.append(index.checks - before)
+        index.add(text, f"r{i}")
+    return hits, checks
+
+
+def test_near_index_checks_a_bounded_number_of_earlier_texts_per_question() -> None:
+    """Questions filled into one template share the band keys whose minima fall on its fixed
+    words: every earlier one was a candidate, checked on its true Jaccard (none is a near
+    duplicate), so a run slowed down quadratically (8,000 questions: 873,410 checks, 109 a
+    question, 4x as many per question as at 2,000). Each query now checks at most
+    bands x bucket_size earlier texts, and the checks per question do not grow with the run."""
+    small, big = NearIndex(0.7), NearIndex(0.7)
+    questions = [f"How do I return item number {i} bought online?" for i in range(8_000)]
+    hits, checks = _index_as_draws_do(small, questions[:2_000])
+    assert hits == [None] * 2_000
+    hits, checks = _index_as_draws_do(big, questions)
+    assert hits == [None] * 8_000
+    assert max(checks) <= big.bands * big.bucket_size
+    assert 0 < big.checks / 8_000 <= 1.3 * small.checks / 2_000
+
+
+def test_near_index_finds_planted_near_copies_among_templated_questions() -> None:
+    """2,000 questions of one template (Jaccard 7/17 between any two; its band keys are
+    shared by far more texts than a key remembers), then a copy of every tenth with its last
+    word changed (Jaccard 11/13 to its original): each copy is found, pointing at its
+    original however early it came; no original is called similar."""
+    template = "How do I return item number {} that I bought online last week from your store?"
+    originals = [template.format(i) for i in range(2_000)]
+    copies = [originals[i].replace("store?", "shop?") for i in range(0, 2_000, 10)]
+    index = NearIndex(0.7)
+    hits, checks = _index_as_draws_do(index, originals + copies)
+    assert hits[:2_000] == [None] * 2_000
+    assert hits[2_000:] == [Hit(f"r{i}", pytest.approx(11 / 13)) for i in range(0, 2_000, 10)]
+    assert max(checks) <= index.bands * index.bucket_size
+
+
+def _shingle_set(text: str) -> set[tuple[str, ...]]:
+    w = words(text)
+    return {tuple(w[i : i + 5]) for i in range(len(w) - 4)} if len(w) >= 5 else {tuple(w)}
+
+
+def test_near_index_hits_are_the_earliest_text_at_the_threshold() -> None:
+    """Texts of no template, a third of them copies of an earlier one with 1-4 words changed
+    (Jaccard 0.4-1, many at 0.6-0.75 to the text copied): a query's hit is the earliest added text whose true shingle
+    Jaccard is >= the threshold, and nothing under the threshold is ever a hit."""
+    rng = random.Random(5)
+    vocab = [f"w{i}" for i in range(400)]
+    texts: list[str] = []
+    for _ in range(600):
+        if texts and rng.random() < 0.35:
+            copy = rng.choice(texts).split()
+            for _ in range(rng.randint(1, 4)):
+                copy[rng.randrange(len(copy))] = rng.choice(vocab)
+            texts.append(" ".join(copy))
+        else:
+            texts.append(" ".join(rng.choice(vocab) for _ in range(rng.randint(40, 80))))
+    hits, _ = _index_as_draws_do(NearIndex(0.7), texts)
+    sets = [_shingle_set(t) for t in texts]
+    expected: list[Hit | None] = []
+    for i, mine in enumerate(sets):
+        scores = (len(mine & sets[j]) / len(mine | sets[j]) for j in range(i))
+        near = [(j, s) for j, s in enumerate(scores) if s >= 0.7]
+        expected.append(Hit(f"r{near[0][0]}", pytest.approx(near[0][1])) if near else None)
+    assert hits == expected
+    assert 80 < sum(h is not None for h in hits) < 200  # near copies, and copies not near
 
 
 def test_every_run_ends_with_a_spread_summary_in_the_manifest(tmp_path: Path) -> None:
