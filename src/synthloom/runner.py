@@ -397,13 +397,13 @@ async def _execute(
             if bar is not None:
                 bar.show()
             progress.stop()
+        run.flush()  # the last records and cache rows are part of the run's time
+        cache.stop_writing()  # the writer commits and closes while the connections close
         for backend in backends.values():
             await backend.close()
-        run.flush()  # the last records and cache rows are part of the run's time
-        cache.flush()
+        cache.close()
         summary = _summary(status, run, ctx, time.monotonic() - started)
         run.close(status, summary.as_dict())
-        cache.close()
         # A backend that refused the first call (a bad key, a web page instead of an API)
         # did nothing worth a table: its one error line says it all.
         nothing_done = summary.units_ok == summary.units_failed == summary.records_new == 0

@@ -144,6 +144,7 @@ class ResponseCache:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drained: asyncio.Event | None = None  # set by the writer when the backlog shrinks
         self._json_each = True  # SQLite has json_each (else executemany, slower under load)
+        self._stopping = False  # stop_writing was called
         self._thread = threading.Thread(target=self._writer, name="synthloom-writer", daemon=True)
         self._thread.start()
 
@@ -237,6 +238,11 @@ class ResponseCache:
 
     def flush(self) -> None:
         """Block until everything queued so far is written."""
+        if self._stopping:  # the writer writes everything, then stops: wait for that
+            self._thread.join()
+            if self._error:
+                raise self._user_error(self._error)
+            return
         done = threading.Event()
         self._buffer.append(done.set)
         self._hand_over()
@@ -246,11 +252,20 @@ class ResponseCache:
         if self._error:
             raise self._user_error(self._error)
 
-    def close(self) -> None:
+    def stop_writing(self) -> None:
+        """No more gets or puts: the writer commits what is queued and closes its connection,
+        the last one, so SQLite's checkpoint on close runs on the writer thread while this one
+        goes on (the end of a run closes its HTTP connections meanwhile); `close` waits."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self._read.close()
         self._buffer.append(_STOP)
         self._hand_over()
+
+    def close(self) -> None:
+        self.stop_writing()
         self._thread.join()
-        self._read.close()
         if self._error:  # the journal keeps what was not committed, for the next start
             raise self._user_error(self._error)
         if self._journal_fd is not None and self._journal_path is not None:
