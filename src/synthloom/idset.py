@@ -118,6 +118,15 @@ class IdSet:
         self._n = need
         self._dirty = True
 
+    def int_bytes(self) -> bytes:
+        """Every 64-bit value in the set as unsigned 64-bit integers in native byte order, in
+        no particular order (the ids of another shape are left out): `add_ints` of them, e.g.
+        read back with `array("Q")` or numpy, gives the same set."""
+        from array import array
+
+        merged = b"" if self._buf is None else self._buf[: self._n].tobytes()
+        return merged + array("Q", self._recent).tobytes()
+
     def _sort(self) -> None:
         assert self._buf is not None
         self._sorted = self._buf[: self._n]

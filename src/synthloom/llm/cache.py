@@ -12,8 +12,9 @@ wait for their commit: past that, new calls wait (`room`) until the writer catch
 `submit` runs a function on the writer thread after the cache writes queued before it.
 
 Misses do not touch SQLite: the writer thread first loads a 60-bit prefix of every stored key
-(an IdSet: 8 MB and about 1 s per million cached calls), and `get` reads the database only
-for a key whose prefix is known. A read per miss on the event-loop thread, racing the writer's
+(an IdSet: 8 MB per million cached calls; from `<cache>.keys`, `synthloom.llm.key_index`,
+with only the rows stored after it read from SQLite at about 1 us a key), and `get` reads
+the database only for a key whose prefix is known. A read per miss on the event-loop thread, racing the writer's
 commits, cost a third of the engine's throughput against a fast server (benchmarks/). Keys
 written by another process while this one runs are not seen as hits (they are re-asked and
 stored once).
@@ -47,6 +48,7 @@ import orjson
 
 from synthloom.errors import UserError, is_path_error, path_error
 from synthloom.idset import IdSet
+from synthloom.llm import key_index
 from synthloom.llm.base import Completion
 
 CHECKPOINT_EVERY = 1.0  # seconds: the writer checkpoints the WAL when idle, at most this often
@@ -136,6 +138,7 @@ class ResponseCache:
         # 60-bit key prefixes stored before this process wrote, and those it put: 8 bytes a
         # key in sorted numpy arrays (IdSet), not a Python int of ~60 bytes in a set
         self._known: IdSet | None = None
+        self.keys_loaded: key_index.Loaded | None = None  # where the writer read them from
         self._added = IdSet()
         self._queue: queue.SimpleQueue[list[object]] = queue.SimpleQueue()
         self._buffer: list[object] = []
@@ -326,12 +329,10 @@ class ResponseCache:
     def _writer(self) -> None:
         conn = _connect(self.path)
         try:
-            # A snapshot before this process's first commit (puts wait in the queue meanwhile).
-            known = IdSet()
-            rows = conn.execute("SELECT key FROM calls")
-            while batch := rows.fetchmany(1 << 16):
-                known.add_ints([int(k[:15], 16) for (k,) in batch])
-            self._known = known
+            # A snapshot before this process's first commit (puts wait in the queue meanwhile),
+            # from the index file where it agrees with the database (synthloom.llm.key_index)
+            loaded = self.keys_loaded = key_index.load(conn, self.path)
+            self._known = loaded.known
             checkpointed = time.monotonic()
             while True:
                 if time.monotonic() - checkpointed >= CHECKPOINT_EVERY and self._queue.empty():
@@ -348,6 +349,7 @@ class ResponseCache:
                         break
                 stop = self._write_batch(conn, batch)
                 if stop:
+                    key_index.save(conn, self.path, loaded)
                     return
         except BaseException as exc:  # surfaced by flush()/close()
             self._error = exc
