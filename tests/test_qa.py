@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 import pytest
 
+from synthloom.llm.embedded import EmbeddedBackend
 from synthloom.runner import run_task
 from synthloom.settings import ModelSettings
 from synthloom.sources import chunk_text
@@ -52,6 +54,26 @@ def test_topic_qa_on_the_embedded_model(tmp_path: Path) -> None:
     )
     assert again.requests == 0 and again.cache_hits >= summary.units_ok
     assert again.records_new == 0 and len(_rows(out)) == len(rows)
+
+
+@pytest.mark.embedded
+def test_a_second_run_in_one_process_uses_the_loaded_model() -> None:
+    # the model is loaded once per process and settings, and a run's end does not destroy it
+    # (xllamacpp's destructor can hang for good: synthloom.llm.embedded._LOADED)
+    first, second, other = (EmbeddedBackend(slots=n) for n in (2, 2, 1))
+
+    async def use(backend: EmbeddedBackend) -> tuple[object, str]:
+        await backend.start()
+        try:
+            server = backend._server
+            body = {"messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 8}
+            return server, (await backend.complete(body, 60)).text
+        finally:
+            await backend.close()
+
+    (a, _), (b, text), (c, _) = (asyncio.run(use(x)) for x in (first, second, other))
+    assert a is b and a is not c  # the same settings share one; other slots load another
+    assert text.strip()  # the kept model still answers after the first run closed
 
 
 DOC = """Returns policy

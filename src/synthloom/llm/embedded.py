@@ -98,6 +98,39 @@ def server_params(xllamacpp: Any, path: Path, slots: int, ctx_per_slot: int, thr
     return params
 
 
+# Loaded models by (file, size, slots, context per slot, threads): one per process, reused by
+# every run that asks for the same, never destroyed. xllamacpp's Server destructor joins its
+# loop thread while holding the GIL, and that loop does not always stop: a CI run hung there
+# for good (2026-12-01, at the end of an embedded qa run, every thread waiting). Keeping the
+# server avoids that and a model load per run (~1 s); the process's exit frees it (the
+# command line leaves with os._exit; a server is also kept from the interpreter's
+# teardown). Memory: one model and its context (~0.25 GB for the bundled 135M model with 4
+# slots of 2,048 tokens) per distinct setting in a process.
+_LOADED: dict[tuple[str, int, int, int, int], Any] = {}
+_LOADING = threading.Lock()
+
+
+def loaded_server(path: Path, slots: int, ctx_per_slot: int, threads: int) -> Any:
+    """The llama.cpp server of this model and settings, loaded on first use (see _LOADED)."""
+    key = (str(path.resolve()), path.stat().st_size, slots, ctx_per_slot, threads)
+    with _LOADING:
+        server = _LOADED.get(key)
+        if server is None:
+            xllamacpp = load_xllamacpp()
+            server = xllamacpp.Server(server_params(xllamacpp, path, slots, ctx_per_slot, threads))
+            _keep_forever(server)
+            _LOADED[key] = server
+        return server
+
+
+def _keep_forever(obj: Any) -> None:
+    """One more reference that nothing releases, so the interpreter's teardown does not run
+    the object's destructor either."""
+    import ctypes
+
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
+
+
 class EmbeddedBackend(Backend):
     kind = "embedded"
     structured_mode = "json_schema"  # llama.cpp's grammar: nothing to negotiate
@@ -137,12 +170,12 @@ class EmbeddedBackend(Backend):
         }
 
     async def start(self) -> None:
-        xllamacpp = load_xllamacpp()
-        params = server_params(xllamacpp, self.path, self.slots, self.ctx_per_slot, self.threads)
         loop = asyncio.get_running_loop()
         self._pool = ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="llama-slot")
         try:
-            self._server = await loop.run_in_executor(self._pool, xllamacpp.Server, params)
+            self._server = await loop.run_in_executor(
+                self._pool, loaded_server, self.path, self.slots, self.ctx_per_slot, self.threads
+            )
         except Exception as exc:  # a corrupt or non-GGUF file
             raise UserError(f"cannot load model {self.path}: {exc}") from None
 
@@ -150,7 +183,7 @@ class EmbeddedBackend(Backend):
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
-        self._server = None
+        self._server = None  # the model stays loaded for the next run (see loaded_server)
 
     async def complete(self, body: dict[str, Any], timeout: float) -> Completion:
         assert self._server is not None and self._pool is not None, "backend not started"
