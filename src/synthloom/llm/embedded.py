@@ -260,7 +260,7 @@ def serve(
         while not stop.wait(0.5):
             pass
     finally:
-        del server
+        _keep_forever(server)  # its destructor can hang (see _LOADED): the exit frees it
 
 
 def _port_free(host: str, port: int) -> bool:
