@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from synthloom.quality.dedup import BUCKET_SIZE, lsh_params, shingle_hashes
+from synthloom.quality.dedup import BUCKET_SIZE, BandBuckets, lsh_params, shingle_hashes
 
 NGRAM = 5  # as NearDedup and `synthloom dedup`
 
@@ -50,8 +50,7 @@ class NearIndex:
         self.num_perm = self.rows * self.bands
         self.bucket_size = BUCKET_SIZE
         self.checks = 0  # candidates checked on their true Jaccard by all queries so far
-        # band key -> the first texts added with it (one text: its number; more: a list)
-        self._buckets: dict[int, int | list[int]] = {}
+        self._buckets = BandBuckets(self.bucket_size)  # band key -> first texts added with it
         self._ids: list[str] = []
         self._shingles: list[np.ndarray] = []
         self._last: tuple[str, np.ndarray, list[int]] | None = None  # add after query: reused
@@ -80,16 +79,7 @@ class NearIndex:
         """The earliest added text `text` near-duplicates (of those its band keys remember),
         or None."""
         shingles, keys = self._prepare(text)
-        candidates: set[int] = set()
-        for key in keys:
-            kept = self._buckets.get(key)
-            if kept is None:
-                continue
-            if isinstance(kept, int):
-                candidates.add(kept)
-            else:
-                candidates.update(kept)
-        for row in sorted(candidates):
+        for row in sorted(self._buckets.candidates(keys)):
             self.checks += 1
             other = self._shingles[row]
             common = len(np.intersect1d(shingles, other, assume_unique=True))
@@ -100,15 +90,6 @@ class NearIndex:
 
     def add(self, text: str, id: str) -> None:
         shingles, keys = self._prepare(text)
-        row = len(self._ids)
-        buckets, full = self._buckets, self.bucket_size
-        for key in keys:
-            kept = buckets.get(key)
-            if kept is None:
-                buckets[key] = row
-            elif isinstance(kept, int):
-                buckets[key] = [kept, row]
-            elif len(kept) < full:
-                kept.append(row)
+        self._buckets.add(keys, len(self._ids))
         self._ids.append(id)
         self._shingles.append(shingles)

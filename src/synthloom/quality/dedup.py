@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -70,6 +70,44 @@ BUCKET_SIZE = 32  # kept texts a band key remembers (NearDedup: bounds the check
 _CACHED_SHINGLES = 1 << 20  # shingles NearDedup keeps as sets while checking (~100 MB)
 
 
+class BandBuckets:
+    """LSH band key -> the first `size` rows kept with it, in order (a single row is held as an
+    int: most keys have one). What bounds the candidates of NearDedup and of the streaming
+    NearIndex (synthloom.diversity.index): a key shared by more rows than `size` comes from a
+    template (see NearDedup)."""
+
+    def __init__(self, size: int = BUCKET_SIZE) -> None:
+        self.size = size
+        self._rows: dict[int, int | list[int]] = {}
+
+    def candidates(self, keys: Iterable[int]) -> set[int]:
+        """The rows kept with any of `keys`."""
+        found: set[int] = set()
+        rows = self._rows
+        for key in keys:
+            kept = rows.get(key)
+            if kept is None:
+                continue
+            if isinstance(kept, int):
+                found.add(kept)
+            else:
+                found.update(kept)
+        return found
+
+    def add(self, keys: Iterable[int], row: int) -> None:
+        """`row` is kept: remember it under each of its keys that is not full."""
+        rows, size = self._rows, self.size
+        for key in keys:
+            kept = rows.get(key)
+            if kept is None:
+                rows[key] = row
+            elif isinstance(kept, int):
+                if size > 1:
+                    rows[key] = [kept, row]
+            elif len(kept) < size:
+                kept.append(row)
+
+
 class NearDedup:
     """Near-duplicate detection: MinHash LSH over word n-gram shingles, each candidate pair
     confirmed on its true Jaccard similarity.
@@ -88,8 +126,9 @@ class NearDedup:
     text is checked against at most ``bands * bucket_size`` candidates however many texts
     there are. A key shared by more kept texts than that comes from a template: texts filled
     into one template share the bands whose MinHash minima all fall on its fixed words, and
-    every pair of them is a candidate there although few are near duplicates. A near-duplicate of a later text is then found through the other bands they
-    share (those that touch the words they alone have), so recall barely changes (templated
+    every pair of them is a candidate there although few are near duplicates. A near-duplicate
+    of a later text is then found through the other bands they share (those that touch the
+    words they alone have), so recall barely changes (templated
     texts with 4,000 planted near-duplicates at Jaccard 0.71-0.89: one pair fewer found, in
     25-35x fewer checks). While no key is shared by more than ``bucket_size`` kept texts (texts
     not made from a template) the answers are exactly those of checking every candidate.
@@ -140,9 +179,7 @@ class NearDedup:
         if len(rows) == 0:
             return result
         keys = self._band_keys(flat, offsets, rows)
-        # band key -> its first kept rows, at most `bucket_size` of them, in order
-        buckets: dict[int, list[int]] = {}
-        full = self.bucket_size
+        buckets = BandBuckets(self.bucket_size)
         cache: dict[int, frozenset[int]] = {}  # shingle sets of rows checked lately
         cached = checks = 0
 
@@ -160,10 +197,7 @@ class NearDedup:
 
         for row, band_keys in zip(rows.tolist(), keys.tolist(), strict=True):
             if row >= n_ref:
-                candidates: set[int] = set()
-                for key in band_keys:
-                    if (kept := buckets.get(key)) is not None:
-                        candidates.update(kept)
+                candidates = buckets.candidates(band_keys)
                 if candidates:
                     mine = shingle_set(row)
                     for c in sorted(candidates):
@@ -175,11 +209,7 @@ class NearDedup:
                             break
                     if result[row] is not None:
                         continue
-            for key in band_keys:
-                if (kept := buckets.get(key)) is None:
-                    buckets[key] = [row]
-                elif len(kept) < full:
-                    kept.append(row)
+            buckets.add(band_keys, row)
         self.checks = checks
         return result
 
