@@ -120,12 +120,25 @@ class IdSet:
 
     def int_bytes(self) -> bytes:
         """Every 64-bit value in the set as unsigned 64-bit integers in native byte order, in
-        no particular order (the ids of another shape are left out): `add_ints` of them, e.g.
-        read back with `array("Q")` or numpy, gives the same set."""
+        no particular order (the ids of another shape are left out); `add_int_bytes` reads
+        them back."""
         from array import array
 
         merged = b"" if self._buf is None else self._buf[: self._n].tobytes()
         return merged + array("Q", self._recent).tobytes()
+
+    def add_int_bytes(self, data: bytes) -> None:
+        """Add the values `int_bytes` wrote (no numpy for a few)."""
+        if len(self._recent) + len(data) // 8 < MERGE:
+            from array import array
+
+            values = array("Q")
+            values.frombytes(data)
+            self._recent.update(values)
+            return
+        import numpy as np
+
+        self._append(np.frombuffer(data, dtype=np.uint64))
 
     def _sort(self) -> None:
         assert self._buf is not None

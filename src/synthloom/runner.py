@@ -29,6 +29,7 @@ from synthloom.terminal import visible
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress
+    from rich.table import Table
 
 T = TypeVar("T")
 _console: Console | None = None
@@ -456,14 +457,21 @@ def _draw_unseen_table() -> None:
     import io
 
     from rich.console import Console
-    from rich.table import Table
     from rich.text import Text
 
-    table = Table(title="synthloom", show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column()
+    table = _summary_table("synthloom")
     table.add_row("output", Text("runs/x"))
     Console(file=io.StringIO(), width=80).print(table)
+
+
+def _summary_table(title: str) -> Table:
+    """The summary's table, empty: two columns, names in bold."""
+    from rich.table import Table
+
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    return table
 
 
 async def _digest_meanwhile(spread: Spread, imported: threading.Event) -> None:
@@ -564,12 +572,9 @@ def _summary(status: str, run: RunDir, ctx: RunContext, seconds: float) -> Summa
 
 
 def print_summary(s: Summary) -> None:
-    from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=f"synthloom: {s.outcome}", show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column()
+    table = _summary_table(f"synthloom: {s.outcome}")
     table.add_row("output", Text(visible(s.out)))  # Text(): a path is never markup
     table.add_row("units", f"{s.units_ok} ok, {s.units_failed} failed")
     table.add_row("records", f"{s.records_new} new, {s.records_present} already there (resumed)")

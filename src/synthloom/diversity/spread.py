@@ -13,15 +13,19 @@ kept in the manifest (`summary.spread`).
                           share of all units (`reasked_share`)
 
 The collector sees each record as the run writes it (RunContext.emit), so a huge run is never
-read back from disk; while the run waits for answers the runner calls `digest`, which
-measures the texts kept so far (their words and shingles: the costly part), so that the end
-of a run of up to SAMPLE texts has little left to do (issue 12); the numbers are the same: the texts are a uniform sample of at most SAMPLE (reservoir sampling,
+read back from disk: the texts are a uniform sample of at most SAMPLE (reservoir sampling,
 seeded), so distinct-2 and the near-duplicate rate of a run above SAMPLE texts are estimates
 from that sample (the near-duplicate rate of a sample is lower than of the whole: a text's
 earlier copy may not be in it). Topic and attribute coverage count every record (memory:
 one counter per leaf and per value). A task that resumes by unit (`Task.resume_by_unit`)
 skips the units an earlier run finished without making their records again: a rerun's spread
 then covers only the records it made (`texts` says how many).
+
+While the run waits for answers the runner calls `digest`, which measures the texts kept so
+far (their words and shingles: the costly part), so that the end of a run of up to SAMPLE
+texts has little left to do (issue 12); the numbers are those of measuring at the end. Past
+SAMPLE texts the reservoir replaces texts already measured: the final sample is measured at
+the end.
 """
 
 from __future__ import annotations
@@ -51,11 +55,9 @@ class Spread:
         self.universes: dict[str, Universe] = {}
         self.values: dict[str, Counter[str]] = {}
         # the texts of `sample` measured so far (`digest`): distinct-2 and near-duplicate
-        # accumulators and how many texts they hold; dropped once the reservoir replaces a
-        # text (then the summary measures its final sample at the end)
+        # accumulators and how many texts they hold (used while no text was replaced)
         self._measures: tuple[Any, Any] | None = None
         self._measured = 0
-        self._digestible = True
 
     def expect(
         self, leaves: list[tuple[str, ...]] | None, universes: Mapping[str, Universe]
@@ -101,8 +103,11 @@ class Spread:
             j = self._rng.randrange(self.seen)
             if j < self.size:
                 self.sample[j] = text
-                self._digestible = False
-                self._measures = None
+
+    @property
+    def _digestible(self) -> bool:
+        """No text of the sample was replaced: what `digest` measured is still in it."""
+        return self.seen <= self.size
 
     def digest(self, limit: int = 512) -> None:
         """Measure up to `limit` texts kept since the last call (for the end of the run:
@@ -130,7 +135,7 @@ class Spread:
         if self.sample:
             if self._digestible:
                 self.digest(len(self.sample))
-            if self._measures is not None:
+                assert self._measures is not None
                 distinct, near = (m.value for m in self._measures)
             else:
                 from synthloom.quality.metrics import distinct_n, near_duplicate_rate

@@ -14,8 +14,9 @@ wait for their commit: past that, new calls wait (`room`) until the writer catch
 Misses do not touch SQLite: the writer thread first loads a 60-bit prefix of every stored key
 (an IdSet: 8 MB per million cached calls; from `<cache>.keys`, `synthloom.llm.key_index`,
 with only the rows stored after it read from SQLite at about 1 us a key), and `get` reads
-the database only for a key whose prefix is known. A read per miss on the event-loop thread, racing the writer's
-commits, cost a third of the engine's throughput against a fast server (benchmarks/). Keys
+the database only for a key whose prefix is known. A read per miss on the event-loop thread,
+racing the writer's commits, cost a third of the engine's throughput against a fast server
+(benchmarks/). Keys
 written by another process while this one runs are not seen as hits (they are re-asked and
 stored once).
 
@@ -157,7 +158,7 @@ class ResponseCache:
             return hit
         known = self._known
         if known is not None:
-            prefix = int(key[:15], 16)
+            prefix = key_index.prefix(key)
             if not known.has_int(prefix) and not self._added.has_int(prefix):
                 return None
         row = self._read.execute(_SELECT, (key,)).fetchone()
@@ -189,7 +190,7 @@ class ResponseCache:
         """Store an answer: in the journal at once, in SQLite with the next batch."""
         line = self._journal(key, completion)
         self._pending[key] = completion
-        self._added.add_int(int(key[:15], 16))
+        self._added.add_int(key_index.prefix(key))
         self._enqueue((key, line))
 
     @property

@@ -22,11 +22,10 @@ from __future__ import annotations
 import os
 import sqlite3
 import struct
-from array import array
 from dataclasses import dataclass
 from pathlib import Path
 
-from synthloom.idset import MERGE, IdSet
+from synthloom.idset import IdSet
 
 _MAGIC = b"synthloom-keys-1\n"
 _HEAD = struct.Struct("<QQ64s")  # rowid covered, number of prefixes, the key at that rowid
@@ -79,14 +78,7 @@ def _read(conn: sqlite3.Connection, path: Path, top: int, known: IdSet) -> tuple
     row = conn.execute("SELECT key FROM calls WHERE rowid = ?", (rowid,)).fetchone()
     if row is None or row[0].encode() != last.rstrip(b"\0"):
         return 0, 0
-    if count < MERGE:
-        values = array("Q")
-        values.frombytes(body)
-        known.add_ints(values.tolist())
-    else:
-        import numpy as np
-
-        known.add_ints(np.frombuffer(body, dtype=np.uint64))
+    known.add_int_bytes(body)
     return rowid, count
 
 
