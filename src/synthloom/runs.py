@@ -251,6 +251,8 @@ class RunDir:
             if self._done_new and self._done_file is not None:  # units with no records
                 self._write_done()
             return
+        if self._cache is not None:  # the answers first: a record on disk never lacks them
+            self._cache.write_journal()
         f = self._file
         assert f is not None
         data = "\n".join(self._lines) + "\n"
