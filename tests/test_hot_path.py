@@ -52,7 +52,10 @@ def test_canonical_json_is_json_dumps_for_every_character() -> None:
         messages = [{"role": "user", "content": piece}, {"content": piece[::-1], "role": "x"}]
         expected = json.dumps(messages, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         assert canonical_json(messages) == expected.encode()
-    for value in (384, -1, 0.7, 1e-05, 1e16, True, None, "é\u2028", {"b": [1.5, "x"], "a": None}):
+    others = [384, -1, 0.7, 1e-05, 1e16, -0.0, 1.5e300, float("nan"), float("inf"), True, None]
+    others += ["é\u2028", {"b": [1.5, "x"], "a": None}, [{1: "int key"}], ["a", "list"]]
+    others += [[{"role": "user", "content": None}], [{"content": [{"type": "text", "n": 0.5}]}]]
+    for value in others:
         expected = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         assert canonical_json(value) == expected.encode(), value
 

@@ -16,6 +16,7 @@ import asyncio
 import functools
 import hashlib
 import json
+import math
 import random
 import time
 from collections import Counter
@@ -457,21 +458,32 @@ _NAME_PREFIXES: dict[str, bytes] = {}  # a body field's name as JSON, with its c
 def canonical_json(value: Any) -> bytes:
     """`json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)` as UTF-8.
     Chat messages (dicts of strings) go through orjson, whose output for strings is the same
-    byte for byte (tests/test_engine.py checks every code point); anything else through json
-    (its float and special-value spelling differs from orjson's)."""
+    byte for byte (tests/test_engine.py checks every code point); a finite float is its repr,
+    as json writes it; anything else goes through json (its float and special-value spelling
+    differs from orjson's)."""
     kind = type(value)
     if kind is int:
         return b"%d" % value
-    if kind is list and all(_plain_message(m) for m in value) or kind is str:
-        try:
+    if kind is float and math.isfinite(value):
+        return repr(value).encode()
+    if kind is str or kind is list and _plain_messages(value):
+        try:  # (orjson refuses a key that is not a string: json then writes it)
             return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
         except orjson.JSONEncodeError:  # a lone surrogate: json writes it, encode() refuses
             pass
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _plain_message(m: Any) -> bool:
-    return type(m) is dict and all(type(k) is str and type(v) is str for k, v in m.items())
+def _plain_messages(value: list[Any]) -> bool:
+    """Dicts whose values are all strings (explicit loops: `all()` over generators cost
+    three times as much, ~2 us of a call's cache key)."""
+    for m in value:
+        if type(m) is not dict:
+            return False
+        for v in m.values():
+            if type(v) is not str:
+                return False
+    return True
 
 
 def _refuses_format(err: CallError) -> bool:
