@@ -142,6 +142,7 @@ class ResponseCache:
         self._journal_bytes = 0
         self._journal_lines: list[bytes] = []  # journaled this event-loop turn, not written
         self._journal_error: BaseException | None = None
+        self._after_journal: list[Callable[[], object]] = []  # run once the lines are written
         self._pending: dict[str, Completion] = {}
         # 60-bit key prefixes stored before this process wrote, and those it put: 8 bytes a
         # key in sorted numpy arrays (IdSet), not a Python int of ~60 bytes in a set
@@ -315,6 +316,13 @@ class ResponseCache:
                 loop.call_soon(self._write_journal_soon)
         return line
 
+    def when_journaled(self, fn: Callable[[], object]) -> None:
+        """Call `fn` once every answer journaled so far is written (now, if it is)."""
+        if self._journal_lines:
+            self._after_journal.append(fn)
+        else:
+            fn()
+
     def _write_journal_soon(self) -> None:
         try:
             self.write_journal()
@@ -340,6 +348,10 @@ class ResponseCache:
         except OSError as exc:
             self._journal_error = self._user_error(exc)
             raise self._journal_error from None
+        finally:  # (after a failed write too: the error stops the run at the next put)
+            waiting, self._after_journal = self._after_journal, []
+            for fn in waiting:
+                fn()
         self._journal_bytes += len(data)
 
     def _rotate_journal(self) -> None:

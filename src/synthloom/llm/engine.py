@@ -127,6 +127,7 @@ class Engine:
         self.seed = seed
         self.sampling = sampling or Sampling()
         self.limiter = AdaptiveConcurrency(concurrency)
+        self._answered_slot = functools.partial(self.limiter.release, ok=True)
         self.rates = RateLimits(rpm, tpm)
         self.max_retries = max_retries
         self.timeout = timeout
@@ -345,7 +346,14 @@ class Engine:
             raise
         finally:
             del self._inflight[key]
-        self.cache.put(key, completion)
+        try:
+            self.cache.put(key, completion)
+        finally:
+            # The call gives back its slot once its answer is in the journal, not before: the
+            # journal is written once per event-loop turn, and a slot freed earlier could carry
+            # a new call whose answer also arrives unwritten. So a kill -9 loses at most the
+            # answers of the calls holding slots (tests/test_resume.py).
+            self.cache.when_journaled(self._answered_slot)
         self.stats.calls += 1
         self.stats.prompt_tokens += completion.prompt_tokens
         self.stats.completion_tokens += completion.completion_tokens
@@ -428,9 +436,8 @@ class Engine:
                 raise
             if completion.rate_pause:  # answered, but the budget is used up
                 limiter.pause(completion.rate_pause, sent_at, certain=True)
-            limiter.release(ok=True)
             self._answered = True
-            return completion
+            return completion  # still holding its slot: _fetch gives it back
 
     def _permanent(self, err: CallError) -> bool:
         """Asking again cannot help: a client error (4xx other than 408/409/429), or a 5xx

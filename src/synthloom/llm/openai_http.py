@@ -1,9 +1,11 @@
-"""Backend for any OpenAI-compatible `/v1/chat/completions` endpoint, over aiohttp.
+"""Backend for any OpenAI-compatible `/v1/chat/completions` endpoint.
 
-aiohttp is chosen for throughput: its connection pool scales to hundreds of concurrent
-requests with little per-request work (httpx's did not, measured: see benchmarks/).
-The API key is read from an environment variable named in config; it is sent in the
-Authorization header and never written to disk or logs.
+Requests go through synthloom.llm.http_client (keep-alive connections on the event loop,
+httptools' parser): a tenth of aiohttp's CPU per request, which was most of the gap between a
+whole command and a bare request loop (issue 12; aiohttp before it, httpx before that, did not
+scale to hundreds of concurrent requests: see benchmarks/). The API key is read from an
+environment variable named in config; it is sent in the Authorization header and never
+written to disk or logs.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ import json
 import os
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
-import aiohttp
 import orjson
 
 from synthloom.errors import BackendFatal, UserError
 from synthloom.llm.base import Backend, CallError, Completion, token_logprobs
 from synthloom.llm.deadlines import Deadlines
+from synthloom.llm.http_client import HttpClient, Response
 from synthloom.llm.limits import rate_limit_pause
 from synthloom.settings import base_url_problem
 
@@ -63,9 +66,10 @@ class OpenAIBackend(Backend):
         if key:
             self._headers["Authorization"] = f"Bearer {key}"
         self._max_connections = max_connections
-        self._session: aiohttp.ClientSession | None = None
-        self._deadlines = Deadlines()  # `timeout` per call, without aiohttp's timer per call
+        self._client: HttpClient | None = None
+        self._deadlines = Deadlines()  # `timeout` per call, without a timer per call
         self._url = f"{self.base_url}/chat/completions"
+        self._path = urlsplit(self.base_url).path.rstrip("/")  # the URL's path, for requests
         self.served_model: str | None = None  # what the server says answered, if not `model`
 
     def cache_identity(self) -> list[str]:
@@ -78,43 +82,40 @@ class OpenAIBackend(Backend):
         return info
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
-        self._session = aiohttp.ClientSession(
-            connector=connector, headers=self._headers, timeout=aiohttp.ClientTimeout()
-        )
+        self._client = HttpClient(self.base_url, self._headers, self._max_connections)
 
     async def close(self) -> None:
         self._deadlines.close()
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    async def _get(self, path: str, timeout: float) -> Response:
+        assert self._client is not None, "backend not started"
+        async with asyncio.timeout(timeout):
+            return await self._client.request("GET", self._path + path)
 
     async def preflight(self, timeout: float = 10.0) -> None:
         """Fail fast, with one clear line, on an unreachable endpoint, a rejected key, a web
         page instead of an API, or a base URL missing its `/v1` (before any model call)."""
-        assert self._session is not None
         url = f"{self.base_url}/models"
         try:
-            async with self._session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
-                if resp.status in (401, 403):
-                    raise BackendFatal(
-                        f"{self.base_url} rejected the API key (HTTP {resp.status}); check the"
-                        f" key in ${self.api_key_env}"
-                    )
-                raw = await resp.read()
-                ctype = resp.headers.get("Content-Type", "")
-                if resp.status == 200 and _looks_like_html(raw, ctype):
-                    raise BackendFatal(_html_message(url, self.base_url))
+            resp = await self._get("/models", timeout)
+            if resp.status in (401, 403):
+                raise BackendFatal(
+                    f"{self.base_url} rejected the API key (HTTP {resp.status}); check the"
+                    f" key in ${self.api_key_env}"
+                )
+            ctype = resp.headers.get("content-type", "")
+            if resp.status == 200 and _looks_like_html(resp.body, ctype):
+                raise BackendFatal(_html_message(url, self.base_url))
             if resp.status == 404 and self._v1_hint():
                 # /models is optional, so a 404 alone proves nothing; <url>/v1/models answering
                 # does: the user left out the /v1.
-                async with self._session.get(
-                    f"{self.base_url}/v1/models", timeout=aiohttp.ClientTimeout(total=timeout)
-                ) as alt:
-                    alt_raw = await alt.read()
-                    if alt.status == 200 and _is_json(alt_raw):
-                        raise BackendFatal(f"{url} answered 404 Not Found{self._v1_hint()}")
-        except (TimeoutError, aiohttp.ClientConnectionError) as exc:
+                alt = await self._get("/v1/models", timeout)
+                if alt.status == 200 and _is_json(alt.body):
+                    raise BackendFatal(f"{url} answered 404 Not Found{self._v1_hint()}")
+        except (TimeoutError, OSError) as exc:
             raise EndpointUnreachable(
                 f"cannot reach {self.base_url} ({type(exc).__name__}: {exc or 'timed out'});"
                 " check `base_url` and that the server is running"
@@ -127,36 +128,44 @@ class OpenAIBackend(Backend):
         return f"; did you mean {self.base_url}/v1?"
 
     async def complete(self, body: dict[str, Any], timeout: float) -> Completion:
-        assert self._session is not None, "backend not started"
+        client = self._client
+        assert client is not None, "backend not started"
         payload = _dumps({"model": self.model, **body})
         task = self._deadlines.start(timeout)
         try:
-            async with self._session.post(self._url, data=payload) as resp:
-                raw = await resp.read()
-                ctype = resp.headers.get("Content-Type", "")
-                if resp.status != 200:
-                    raise _status_error(
-                        resp.status,
-                        raw,
-                        resp.headers.get("Retry-After"),
-                        self._url,
-                        self._v1_hint(),
-                        rate_limit_pause(resp.headers),
-                    )
-                pause = rate_limit_pause(resp.headers)
+            resp = await client.request("POST", self._path + "/chat/completions", payload)
         except (asyncio.CancelledError, TimeoutError) as exc:
             # a cancellation is a timeout only when the deadline sweeper made it
             if isinstance(exc, asyncio.CancelledError) and not self._deadlines.expired(task):
                 raise
             raise CallError("timeout", f"no answer within {timeout:g}s", retryable=True) from None
-        except aiohttp.ClientError as exc:
-            raise CallError("connection", type(exc).__name__, retryable=True) from None
+        except OSError as exc:  # refused, reset, closed early, a garbled answer
+            raise CallError("connection", _connection_detail(exc), retryable=True) from None
         finally:
             self._deadlines.finish(task)
-        completion = _parse_body(raw, ctype, self._url, self.base_url, self.model, pause)
+        headers, raw = resp.headers, resp.body
+        pause = rate_limit_pause(headers)
+        if resp.status != 200:
+            raise _status_error(
+                resp.status,
+                raw,
+                headers.get("retry-after"),
+                self._url,
+                self._v1_hint(),
+                pause,
+            )
+        completion = _parse_body(
+            raw, headers.get("content-type", ""), self._url, self.base_url, self.model, pause
+        )
         if completion.model is not None:
             self.served_model = completion.model
         return completion
+
+
+def _connection_detail(exc: OSError) -> str:
+    """What went wrong with the connection, in a few words (no traceback)."""
+    text = str(exc.strerror or exc) if exc.strerror or str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _dumps(body: dict[str, Any]) -> bytes:
