@@ -279,6 +279,22 @@ def test_html_from_the_chat_endpoint_is_fatal_not_retried(tmp_path: Path) -> Non
     assert site.requests == ["GET /v1/models", "POST /v1/chat/completions"]
 
 
+def test_a_redirect_is_reported_not_followed(tmp_path: Path) -> None:
+    # the OpenAI backend's HTTP client follows no redirects: the base URL is to be fixed
+    with WebServer((308, "text/plain", "moved")) as site:
+        result = _qa_at(f"{site.url}/v1", tmp_path / "run")
+    assert result.returncode == 2
+    line = _one_error_line(result.stderr)
+    assert f"{site.url}/v1/models answered HTTP 308, a redirect" in line
+    assert "does not follow redirects" in line and "--base-url" in line
+    routes = {"/v1/models": (200, "application/json", MODELS)}
+    with WebServer((301, "text/plain", "moved"), routes) as site:
+        result = _qa_at(f"{site.url}/v1", tmp_path / "run2", "--concurrency", "1")
+    assert result.returncode == 2
+    assert f"{site.url}/v1/chat/completions answered HTTP 301" in _one_error_line(result.stderr)
+    assert site.requests.count("POST /v1/chat/completions") == 1  # not retried
+
+
 def test_plain_text_answer_is_fatal_not_retried(tmp_path: Path) -> None:
     routes = {"/v1/models": (200, "application/json", MODELS)}
     with WebServer((200, "text/plain", "Hello from my server"), routes) as site:

@@ -106,6 +106,8 @@ class OpenAIBackend(Backend):
                     f"{self.base_url} rejected the API key (HTTP {resp.status}); check the"
                     f" key in ${self.api_key_env}"
                 )
+            if 300 <= resp.status < 400:
+                raise BackendFatal(_redirect_message(url, resp.status, resp.headers))
             ctype = resp.headers.get("content-type", "")
             if resp.status == 200 and _looks_like_html(resp.body, ctype):
                 raise BackendFatal(_html_message(url, self.base_url))
@@ -145,6 +147,9 @@ class OpenAIBackend(Backend):
             self._deadlines.finish(task)
         headers, raw = resp.headers, resp.body
         pause = rate_limit_pause(headers)
+        if 300 <= resp.status < 400:  # not followed: the base URL is to be corrected
+            message = _redirect_message(self._url, resp.status, headers)
+            raise CallError(f"http_{resp.status}", message, retryable=False, fatal=True)
         if resp.status != 200:
             raise _status_error(
                 resp.status,
@@ -160,6 +165,15 @@ class OpenAIBackend(Backend):
         if completion.model is not None:
             self.served_model = completion.model
         return completion
+
+
+def _redirect_message(url: str, status: int, headers: dict[str, str]) -> str:
+    where = headers.get("location")
+    to = f" to {where}" if where else ""
+    return (
+        f"{url} answered HTTP {status}, a redirect{to}; synthloom does not follow redirects:"
+        " set `base_url` to where the API is"
+    )
 
 
 def _connection_detail(exc: OSError) -> str:
