@@ -200,7 +200,7 @@ def _fewer_collections() -> Iterator[None]:
     A call allocates hundreds of short-lived containers (request, answer, record, futures),
     so the default thresholds collect every few calls; this way ~10% less CPU per record of a
     qa run (in-process, the answers instant; issue 12). Memory: at most 10,000 young objects
-    wait for a collection. From the run directory and backends on (aiohttp's import)."""
+    wait for a collection. From the run directory and backends on (the backends' imports)."""
     before = gc.get_threshold()
     gc.set_threshold(10_000, 50, 100)
     try:

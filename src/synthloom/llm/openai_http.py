@@ -1,11 +1,11 @@
 """Backend for any OpenAI-compatible `/v1/chat/completions` endpoint.
 
 Requests go through synthloom.llm.http_client (keep-alive connections on the event loop,
-httptools' parser): a tenth of aiohttp's CPU per request, which was most of the gap between a
-whole command and a bare request loop (issue 12; aiohttp before it, httpx before that, did not
-scale to hundreds of concurrent requests: see benchmarks/). The API key is read from an
-environment variable named in config; it is sent in the Authorization header and never
-written to disk or logs.
+httptools' parser): a tenth of the CPU per request of aiohttp, the client before it, whose
+share was most of the gap between a whole command and a bare request loop (issue 12; httpx,
+before aiohttp, did not keep up at hundreds of concurrent requests: see benchmarks/). The API
+key is read from an environment variable named in config; it is sent in the Authorization
+header and never written to disk or logs.
 """
 
 from __future__ import annotations
