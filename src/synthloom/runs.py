@@ -199,17 +199,20 @@ class RunDir:
             self._done_keys, self._done_values = _load_units_done(path, self._size)
         self._done_file = open(path, "ab")  # noqa: SIM115 - closed in close()
 
-    def done_records(self, unit: str) -> int | None:
-        """How many records a unit finished by an earlier run wrote (None: not finished)."""
-        keys = self._done_keys
-        if keys is None or not len(keys):
-            return None
-        digest = unit_digest(unit)
-        i = int(keys.searchsorted(keys.dtype.type(digest)))  # not a Python int: 1 ms each
-        if i < len(keys) and int(keys[i]) == digest:
-            assert self._done_values is not None
-            return int(self._done_values[i]) & 0xFFFF
-        return None
+    def done_records_of(self, units: list[str]) -> list[int | None]:
+        """How many records each unit finished by an earlier run wrote (None: not finished),
+        in one search of units.done (a search per unit cost ~2 us of a rerun's ~20 us a unit:
+        numpy's overhead per call)."""
+        keys, values = self._done_keys, self._done_values
+        if keys is None or values is None or not len(keys):
+            return [None] * len(units)
+        import numpy as np
+
+        digests = np.fromiter(map(unit_digest, units), dtype=keys.dtype, count=len(units))
+        at = np.minimum(keys.searchsorted(digests), len(keys) - 1)
+        found = (keys[at] == digests).tolist()
+        counts = (values[at] & 0xFFFF).tolist()
+        return [c if f else None for f, c in zip(found, counts, strict=True)]
 
     def mark_done(self, unit: str, records: int) -> None:
         """The unit's records are all added: it need not run again (written after them)."""
