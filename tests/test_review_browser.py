@@ -286,6 +286,37 @@ def test_a_stale_tab_is_told_and_shown_the_saved_version(
         context.close()
 
 
+def test_all_changes_saved_is_not_shown_while_a_draft_waits_to_be_sent(
+    browser: Any, dialogs: list[str], tmp_path: Path
+) -> None:
+    # A change is sent after a short pause (a draft timer). A save answered meanwhile used to
+    # show "All changes saved" with the newest change not sent yet, and a reload then lost it
+    # (seen once in CI: a ranking reloaded with its last key presses gone). While a draft
+    # waits, the saver counts as busy.
+    run = records_run(tmp_path / "run", 2, xss=False)
+    with review_server(run) as (server, store):
+        page = open_page(browser, server.url, store.add_user("erin"), dialogs)
+        busy = page.evaluate(
+            """async () => {
+              const { Saver, DraftTimer } = await import("/static/api.js");
+              const saver = new Saver("nobody", () => {});
+              const timer = new DraftTimer(saver);
+              const states = [saver.busy()];
+              timer.start(() => {}, 60000);
+              timer.start(() => {}, 60000);  // restarted: still one draft
+              states.push(saver.busy(), saver.held);
+              timer.stop();
+              states.push(saver.busy());
+              let sent = false;
+              await new Promise((done) => timer.start(() => { sent = true; done(); }, 10));
+              states.push(sent, saver.busy());
+              return states;
+            }"""
+        )
+        assert busy == [False, True, 1, False, True, False]
+        page.context.close()
+
+
 def test_screenshots_are_in_the_docs() -> None:
     for name in ("review-screen.png", "ranking-screen.png"):
         assert (DOCS / name).stat().st_size > 10_000

@@ -46,6 +46,7 @@ export class Saver {
     this.running = false;
     this.sending = null;
     this.counter = 0;
+    this.held = 0; // drafts waiting to be sent (DraftTimer): not saved yet either
     try {
       const saved = JSON.parse(localStorage.getItem(this.key) || "null");
       if (saved) {
@@ -86,7 +87,7 @@ export class Saver {
   }
 
   busy() {
-    return this.queue.length > 0;
+    return this.queue.length > 0 || this.held > 0;
   }
 
   // queue a save; the promise settles when the server has answered it
@@ -176,7 +177,7 @@ export class Saver {
     this.sending = null;
     this.running = false;
     this.persist();
-    if (!this.queue.length) this.emit("saved");
+    if (!this.busy()) this.emit("saved");
   }
 
   // wait until everything queued has been answered
@@ -191,5 +192,35 @@ export class Saver {
         resolve(outcome);
       });
     });
+  }
+}
+
+// A draft sent after a pause in typing or clicking (`start` again restarts the pause). While
+// one waits, the saver is busy: "All changes saved" is not shown for a change not yet sent.
+export class DraftTimer {
+  constructor(saver) {
+    this.saver = saver;
+    this.timer = null;
+  }
+
+  get pending() {
+    return this.timer !== null;
+  }
+
+  start(send, ms) {
+    if (this.timer !== null) clearTimeout(this.timer);
+    else this.saver.held++;
+    this.timer = setTimeout(() => {
+      this.stop();
+      send();
+    }, ms);
+  }
+
+  // no draft waits any more (sent now by the caller, or replaced by a decision)
+  stop() {
+    if (this.timer === null) return;
+    clearTimeout(this.timer);
+    this.timer = null;
+    this.saver.held--;
   }
 }

@@ -1,6 +1,7 @@
 // The ranking screen: a prompt and its responses (in this annotator's own random order),
 // ranked best first by dragging them onto a rank or with the number keys; equal ranks tie.
 import { h, typing } from "./dom.js";
+import { DraftTimer } from "./api.js";
 
 export const RANK_KEYS = [
   ["↑ ↓ / j k", "choose a response"],
@@ -27,21 +28,19 @@ export function renderRanking(root, ctx) {
   const responses = item.responses;
   const K = responses.length;
   let selected = 0;
-  let timer = null;
+  const timer = new DraftTimer(saver);
 
   function body(action) {
     return { action, ranks: { ...ranks }, comment };
   }
 
   function draft(now = false) {
-    clearTimeout(timer);
     ctx.saving();
-    const send = () => {
-      timer = null;
-      saver.save(item.id, body("draft"));
-    };
-    if (now) send();
-    else timer = setTimeout(send, 250);
+    const send = () => saver.save(item.id, body("draft"));
+    if (now) {
+      timer.stop();
+      send();
+    } else timer.start(send, 250);
   }
 
   const cards = {};
@@ -148,8 +147,7 @@ export function renderRanking(root, ctx) {
       message.hidden = false;
       return;
     }
-    clearTimeout(timer);
-    timer = null; // a decision replaces any draft still waiting
+    timer.stop(); // a decision replaces any draft still waiting
     ctx.finish(body("rank"));
   }
 
@@ -160,8 +158,7 @@ export function renderRanking(root, ctx) {
   }
 
   function skip() {
-    clearTimeout(timer);
-    timer = null; // a decision replaces any draft still waiting
+    timer.stop(); // a decision replaces any draft still waiting
     ctx.finish(body("skip"));
   }
 
@@ -201,8 +198,8 @@ export function renderRanking(root, ctx) {
       return true;
     },
     leave() {
-      if (timer) {
-        clearTimeout(timer);
+      if (timer.pending) {
+        timer.stop();
         saver.save(item.id, body("draft"));
       }
     },

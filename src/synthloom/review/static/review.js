@@ -1,6 +1,7 @@
 // The record screen: approve, reject with a reason, edit in place (the original kept and one
 // key away), skip. Every change is saved as a draft when made.
 import { h, typing, num } from "./dom.js";
+import { DraftTimer } from "./api.js";
 
 export const RECORD_KEYS = [
   ["a", "approve (with your edits)"],
@@ -32,7 +33,7 @@ export function renderRecord(root, ctx) {
   const fields = item.fields || [];
   const original = Object.fromEntries(fields.map((f) => [f.name, f.text]));
   let editing = null;
-  let timer = null;
+  const timer = new DraftTimer(saver);
 
   function body(action) {
     const changed = {};
@@ -41,20 +42,17 @@ export function renderRecord(root, ctx) {
   }
 
   function draft(now = false) {
-    clearTimeout(timer);
     ctx.saving();
-    const send = () => {
-      timer = null;
-      saver.save(item.id, body("draft"));
-    };
-    if (now) send();
-    else timer = setTimeout(send, 350);
+    const send = () => saver.save(item.id, body("draft"));
+    if (now) {
+      timer.stop();
+      send();
+    } else timer.start(send, 350);
   }
 
   function flushDraft() {
-    if (timer) {
-      clearTimeout(timer);
-      timer = null;
+    if (timer.pending) {
+      timer.stop();
       saver.save(item.id, body("draft"));
     }
   }
@@ -174,8 +172,7 @@ export function renderRecord(root, ctx) {
   renderAll();
 
   function approve() {
-    clearTimeout(timer);
-    timer = null; // a decision replaces any draft still waiting
+    timer.stop(); // a decision replaces any draft still waiting
     ctx.finish(body("approve"));
   }
 
@@ -185,14 +182,12 @@ export function renderRecord(root, ctx) {
       reasonInput.focus();
       return;
     }
-    clearTimeout(timer);
-    timer = null; // a decision replaces any draft still waiting
+    timer.stop(); // a decision replaces any draft still waiting
     ctx.finish(body("reject"));
   }
 
   function skip() {
-    clearTimeout(timer);
-    timer = null; // a decision replaces any draft still waiting
+    timer.stop(); // a decision replaces any draft still waiting
     ctx.finish(body("skip"));
   }
 
