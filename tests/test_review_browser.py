@@ -300,16 +300,19 @@ def test_all_changes_saved_is_not_shown_while_a_draft_waits_to_be_sent(
             """async () => {
               const { Saver, DraftTimer } = await import("/static/api.js");
               const saver = new Saver("nobody", () => {});
-              const timer = new DraftTimer(saver);
+              let sent = 0;
+              let done = null;
+              const send = () => { sent += 1; if (done) done(); };
+              const slow = new DraftTimer(saver, send, 60000);
               const states = [saver.busy()];
-              timer.start(() => {}, 60000);
-              timer.start(() => {}, 60000);  // restarted: still one draft
+              slow.start();
+              slow.start();  // restarted: still one draft
               states.push(saver.busy(), saver.held);
-              timer.stop();
+              slow.stop();
               states.push(saver.busy());
-              let sent = false;
-              await new Promise((done) => timer.start(() => { sent = true; done(); }, 10));
-              states.push(sent, saver.busy());
+              const quick = new DraftTimer(saver, send, 10);
+              await new Promise((resolve) => { done = resolve; quick.start(); });
+              states.push(sent === 1, saver.busy());
               return states;
             }"""
         )

@@ -198,25 +198,27 @@ export class Saver {
 // A draft sent after a pause in typing or clicking (`start` again restarts the pause). While
 // one waits, the saver is busy: "All changes saved" is not shown for a change not yet sent.
 export class DraftTimer {
-  constructor(saver) {
+  constructor(saver, send, ms) {
     this.saver = saver;
+    this.send = send;
+    this.ms = ms;
     this.timer = null;
   }
 
-  get pending() {
-    return this.timer !== null;
-  }
-
-  start(send, ms) {
+  start() {
     if (this.timer !== null) clearTimeout(this.timer);
     else this.saver.held++;
-    this.timer = setTimeout(() => {
-      this.stop();
-      send();
-    }, ms);
+    this.timer = setTimeout(() => this.flush(), this.ms);
   }
 
-  // no draft waits any more (sent now by the caller, or replaced by a decision)
+  // send the waiting draft now (nothing if none waits)
+  flush() {
+    if (this.timer === null) return;
+    this.stop();
+    this.send();
+  }
+
+  // no draft waits any more (a decision replaces it)
   stop() {
     if (this.timer === null) return;
     clearTimeout(this.timer);

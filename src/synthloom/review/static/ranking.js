@@ -28,7 +28,7 @@ export function renderRanking(root, ctx) {
   const responses = item.responses;
   const K = responses.length;
   let selected = 0;
-  const timer = new DraftTimer(saver);
+  const timer = new DraftTimer(saver, () => saver.save(item.id, body("draft")), 250);
 
   function body(action) {
     return { action, ranks: { ...ranks }, comment };
@@ -36,11 +36,8 @@ export function renderRanking(root, ctx) {
 
   function draft(now = false) {
     ctx.saving();
-    const send = () => saver.save(item.id, body("draft"));
-    if (now) {
-      timer.stop();
-      send();
-    } else timer.start(send, 250);
+    timer.start();
+    if (now) timer.flush();
   }
 
   const cards = {};
@@ -198,10 +195,7 @@ export function renderRanking(root, ctx) {
       return true;
     },
     leave() {
-      if (timer.pending) {
-        timer.stop();
-        saver.save(item.id, body("draft"));
-      }
+      timer.flush();
     },
   };
 }

@@ -33,7 +33,7 @@ export function renderRecord(root, ctx) {
   const fields = item.fields || [];
   const original = Object.fromEntries(fields.map((f) => [f.name, f.text]));
   let editing = null;
-  const timer = new DraftTimer(saver);
+  const timer = new DraftTimer(saver, () => saver.save(item.id, body("draft")), 350);
 
   function body(action) {
     const changed = {};
@@ -43,18 +43,8 @@ export function renderRecord(root, ctx) {
 
   function draft(now = false) {
     ctx.saving();
-    const send = () => saver.save(item.id, body("draft"));
-    if (now) {
-      timer.stop();
-      send();
-    } else timer.start(send, 350);
-  }
-
-  function flushDraft() {
-    if (timer.pending) {
-      timer.stop();
-      saver.save(item.id, body("draft"));
-    }
+    timer.start();
+    if (now) timer.flush();
   }
 
   const status = item.record.status;
@@ -138,7 +128,7 @@ export function renderRecord(root, ctx) {
     if (!editing) return;
     const field = fields.find((f) => f.name === editing);
     editing = null;
-    flushDraft();
+    timer.flush();
     renderField(field);
   }
 
@@ -231,7 +221,7 @@ export function renderRecord(root, ctx) {
       return true;
     },
     leave() {
-      flushDraft();
+      timer.flush();
     },
   };
 }
