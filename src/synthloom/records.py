@@ -140,6 +140,16 @@ def json_line(value: Any) -> str:
     return json.dumps(value, ensure_ascii=True, separators=(",", ":"))
 
 
+def parse_json(text: str | bytes) -> Any:
+    """`json.loads(text)`, through orjson where it can (a quarter of json's time): json
+    where orjson refuses (NaN, a lone surrogate escape, an int over 64 bits: json takes them)
+    and for the error of text that is not JSON (json's message says where)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def _plain(value: Any) -> bool:
     """Only JSON's own types, and floats that json and orjson spell alike (json's repr
     switches to an exponent below 1e-4 and from 1e16, orjson's elsewhere; NaN and infinities:

@@ -149,7 +149,7 @@ class _Connection(asyncio.Protocol):
         self.complete = True
         if answer is None or answer.done():
             return
-        body = b"".join(self.body) if len(self.body) != 1 else self.body[0]
+        body = b"".join(self.body)  # (one part: that very bytes object, not a copy)
         coding = self.headers.get("content-encoding", "identity").strip().lower()
         if coding not in ("identity", ""):
             try:
@@ -190,10 +190,10 @@ class HttpClient:
             raise ValueError(f"not an http(s) URL: {base_url!r}")
         self.tls = url.scheme == "https"
         self.host = url.hostname
-        self.port = url.port or (443 if self.tls else 80)
-        default_port = self.port == (443 if self.tls else 80)
+        default_port = 443 if self.tls else 80
+        self.port = url.port or default_port
         host = f"[{self.host}]" if ":" in self.host else self.host
-        authority = host if default_port else f"{host}:{self.port}"
+        authority = host if self.port == default_port else f"{host}:{self.port}"
         fixed = {
             "Host": authority,
             "User-Agent": "synthloom",

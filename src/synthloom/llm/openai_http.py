@@ -24,6 +24,7 @@ from synthloom.llm.base import Backend, CallError, Completion, token_logprobs
 from synthloom.llm.deadlines import Deadlines
 from synthloom.llm.http_client import HttpClient, Response
 from synthloom.llm.limits import rate_limit_pause
+from synthloom.records import parse_json
 from synthloom.settings import base_url_problem
 
 _OVERLOAD = {429, 503}
@@ -178,7 +179,7 @@ def _redirect_message(url: str, status: int, headers: dict[str, str]) -> str:
 
 def _connection_detail(exc: OSError) -> str:
     """What went wrong with the connection, in a few words (no traceback)."""
-    text = str(exc.strerror or exc) if exc.strerror or str(exc) else ""
+    text = exc.strerror or str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
@@ -188,13 +189,6 @@ def _dumps(body: dict[str, Any]) -> bytes:
         return orjson.dumps(body)
     except (TypeError, orjson.JSONEncodeError):  # e.g. a lone surrogate: json escapes it
         return json.dumps(body).encode()
-
-
-def _loads(raw: bytes) -> Any:
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:  # orjson refuses what json takes (a lone \ud800 escape...)
-        return json.loads(raw)
 
 
 def _looks_like_html(raw: bytes, content_type: str) -> bool:
@@ -241,7 +235,7 @@ def _parse_body(
             fatal=True,
         )
     try:
-        data = _loads(raw)
+        data = parse_json(raw)
         choice = data["choices"][0]
         text = choice["message"]["content"] or ""
         usage = data.get("usage") or {}
