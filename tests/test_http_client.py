@@ -33,6 +33,25 @@ def _answer(body: bytes, extra: bytes = b"") -> bytes:
     return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n" % (len(body), extra) + body
 
 
+def _keep_alive(answer: Callable[[bytes], Awaitable[bytes]]) -> Handler:
+    """A server side that answers each request on a connection with `answer(its body)`,
+    until the client closes the connection."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                try:
+                    request = await _read_request(reader)
+                except asyncio.IncompleteReadError:
+                    return
+                writer.write(await answer(request.split(b"\r\n\r\n", 1)[1]))
+                await writer.drain()
+        finally:
+            writer.close()
+
+    return handler
+
+
 async def _serve(handler: Handler) -> tuple[asyncio.Server, str]:
     server = await asyncio.start_server(handler, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -44,24 +63,21 @@ def test_requests_share_at_most_max_connections_and_come_back_whole() -> None:
     connections = 0
     open_now = peak = 0
 
+    async def echo(body: bytes) -> bytes:
+        await asyncio.sleep(0.005)
+        return _answer(b"echo:" + body, b"Content-Type: application/json\r\n")
+
+    serve = _keep_alive(echo)
+
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal connections, open_now, peak
         connections += 1
         open_now += 1
         peak = max(peak, open_now)
         try:
-            while True:
-                try:
-                    request = await _read_request(reader)
-                except asyncio.IncompleteReadError:
-                    return
-                body = request.split(b"\r\n\r\n", 1)[1]
-                await asyncio.sleep(0.005)
-                writer.write(_answer(b"echo:" + body, b"Content-Type: application/json\r\n"))
-                await writer.drain()
+            await serve(reader, writer)
         finally:
             open_now -= 1
-            writer.close()
 
     async def go() -> list[tuple[int, bytes, str]]:
         server, url = await _serve(handler)
@@ -219,20 +235,13 @@ def test_a_refused_connection_raises_os_error() -> None:
 def test_a_cancelled_request_gives_back_its_place_and_its_connection_is_not_reused() -> None:
     # a call past its deadline is cancelled mid-answer: that connection is closed (its state
     # is unknown), and the place goes to the next request, which is answered
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                request = await _read_request(reader)
-            except asyncio.IncompleteReadError:
-                break
-            if b"slow" in request:
-                await asyncio.sleep(5)
-            writer.write(_answer(b"fast"))
-            await writer.drain()
-        writer.close()
+    async def fast_unless_slow(body: bytes) -> bytes:
+        if body == b"slow":
+            await asyncio.sleep(5)
+        return _answer(b"fast")
 
     async def go() -> bytes:
-        server, url = await _serve(handler)
+        server, url = await _serve(_keep_alive(fast_unless_slow))
         client = HttpClient(url, max_connections=1)
         slow = asyncio.ensure_future(client.request("POST", "/v1/x", b"slow"))
         waiting = asyncio.ensure_future(client.request("POST", "/v1/x", b"next"))
@@ -287,20 +296,13 @@ def test_https_with_a_certificate_the_system_trusts(
 def test_a_request_cancelled_while_it_waits_for_a_connection_leaves_the_queue() -> None:
     # one connection: a slow request holds it, two wait; the first waiter is cancelled (its
     # deadline), the second gets the connection when the slow one is answered
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                request = await _read_request(reader)
-            except asyncio.IncompleteReadError:
-                break
-            if b"slow" in request:
-                await asyncio.sleep(0.2)
-            writer.write(_answer(request.split(b"\r\n\r\n", 1)[1]))
-            await writer.drain()
-        writer.close()
+    async def echo_slow_late(body: bytes) -> bytes:
+        if body == b"slow":
+            await asyncio.sleep(0.2)
+        return _answer(body)
 
     async def go() -> tuple[bytes, bytes, bool]:
-        server, url = await _serve(handler)
+        server, url = await _serve(_keep_alive(echo_slow_late))
         client = HttpClient(url, max_connections=1)
         slow = asyncio.ensure_future(client.request("POST", "/v1/x", b"slow"))
         await asyncio.sleep(0.02)
